@@ -1,0 +1,244 @@
+//! TLS plaintext capture: the record header, the per-call state the entry probes
+//! keep for the return probes, and the kernel's loss counters.
+
+use crate::COMM_LEN;
+
+/// Largest number of plaintext bytes in one ring-buffer record. A message larger
+/// than this is split into ordered chunks (see [`TlsChunkHeader::offset`]).
+/// 16 KiB is the TLS record size limit, so most calls fit in one chunk.
+pub const CHUNK_MAX: usize = 16 * 1024;
+
+/// Number of full chunks one probe invocation emits before the final, smaller
+/// chunk: with [`CHUNK_MAX`] this bounds one captured call to 4 MiB. Bytes past
+/// that are counted in [`Counter::TruncatedBytes`], never silently dropped.
+pub const MAX_FULL_CHUNKS: u32 = 255;
+
+/// Largest number of bytes captured from one SSL call.
+pub const MAX_CAPTURE_PER_CALL: u64 = (MAX_FULL_CHUNKS as u64 + 1) * CHUNK_MAX as u64;
+
+/// Sizes of the data area of the final chunk of a message. The kernel reserves the
+/// smallest that fits, so a 40-byte write does not occupy 16 KiB of ring buffer.
+pub const TAIL_BUCKETS: [usize; 5] = [128, 512, 2048, 8192, CHUNK_MAX];
+
+/// Default size of the `EVENTS` ring buffer in bytes (a power of two, a multiple of
+/// the page size). User space may resize it before loading.
+pub const DEFAULT_RING_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Maximum number of SSL calls in flight at once (between entry and return probe)
+/// across all threads of the host.
+pub const MAX_ACTIVE_CALLS: u32 = 65_536;
+
+/// The SSL-library function a chunk was captured from.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFunction {
+    /// `int SSL_write(SSL *ssl, const void *buf, int num)`
+    SslWrite = 1,
+    /// `int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)`
+    SslWriteEx = 2,
+    /// `int SSL_read(SSL *ssl, void *buf, int num)`
+    SslRead = 3,
+    /// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`
+    SslReadEx = 4,
+}
+
+impl TlsFunction {
+    /// All functions, in attach order.
+    pub const ALL: [Self; 4] = [Self::SslWrite, Self::SslWriteEx, Self::SslRead, Self::SslReadEx];
+
+    /// Decodes a function id from a record.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Self::SslWrite),
+            2 => Some(Self::SslWriteEx),
+            3 => Some(Self::SslRead),
+            4 => Some(Self::SslReadEx),
+            _ => None,
+        }
+    }
+
+    /// The exported symbol name of the function.
+    pub const fn symbol(self) -> &'static str {
+        match self {
+            Self::SslWrite => "SSL_write",
+            Self::SslWriteEx => "SSL_write_ex",
+            Self::SslRead => "SSL_read",
+            Self::SslReadEx => "SSL_read_ex",
+        }
+    }
+
+    /// Direction of the plaintext this function carries.
+    pub const fn direction(self) -> Direction {
+        match self {
+            Self::SslWrite | Self::SslWriteEx => Direction::Egress,
+            Self::SslRead | Self::SslReadEx => Direction::Ingress,
+        }
+    }
+
+    /// True for the `_ex` variants, which return 1 on success and report the byte
+    /// count through a `size_t *` argument.
+    pub const fn is_ex(self) -> bool {
+        matches!(self, Self::SslWriteEx | Self::SslReadEx)
+    }
+}
+
+/// Which way the plaintext travels, seen from the process that made the call.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Written by the process: about to be encrypted and sent.
+    Egress = 0,
+    /// Read by the process: received and decrypted.
+    Ingress = 1,
+}
+
+impl Direction {
+    /// Decodes a direction from a record.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Egress),
+            1 => Some(Self::Ingress),
+            _ => None,
+        }
+    }
+}
+
+/// Header of a [`crate::RecordKind::TlsChunk`] record; `data_len` bytes of plaintext
+/// follow it directly in the record.
+///
+/// One successful SSL call of `total_len` bytes produces records with `offset`
+/// 0, [`CHUNK_MAX`], 2×[`CHUNK_MAX`], … in order, all from the same thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TlsChunkHeader {
+    /// [`crate::RecordKind::TlsChunk`].
+    pub kind: u16,
+    /// [`crate::ABI_VERSION`].
+    pub abi: u16,
+    /// [`Direction`] as `u8`.
+    pub direction: u8,
+    /// [`TlsFunction`] as `u8`.
+    pub function: u8,
+    /// Reserved, zero.
+    pub _pad: u16,
+    /// Number of plaintext bytes following this header.
+    pub data_len: u32,
+    /// Reserved, zero.
+    pub _pad2: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds when the call returned.
+    pub ts_ns: u64,
+    /// Thread-group id (the process id) in the initial PID namespace.
+    pub pid: u32,
+    /// Thread id in the initial PID namespace.
+    pub tid: u32,
+    /// Real user id of the calling task.
+    pub uid: u32,
+    /// Real group id of the calling task.
+    pub gid: u32,
+    /// Address of the library's connection object (`SSL *`): with `pid`, it names
+    /// the connection.
+    pub conn: u64,
+    /// Attach cookie: the user-space id of the attached target (library or
+    /// executable), or 0 where the kernel cannot pass cookies.
+    pub target: u64,
+    /// Bytes the call transferred (its whole message).
+    pub total_len: u64,
+    /// Offset of this chunk's first byte within the message.
+    pub offset: u64,
+    /// `comm` of the calling thread, NUL-padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Size of [`TlsChunkHeader`] in bytes.
+pub const TLS_CHUNK_HEADER_LEN: usize = core::mem::size_of::<TlsChunkHeader>();
+const _: () = assert!(TLS_CHUNK_HEADER_LEN == 88);
+const _: () = assert!(TLS_CHUNK_HEADER_LEN % 8 == 0);
+
+/// What an entry probe remembers for its return probe, keyed by `pid_tgid`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ActiveCall {
+    /// `SSL *` argument.
+    pub conn: u64,
+    /// Buffer argument.
+    pub buf: u64,
+    /// `size_t *` out-argument of the `_ex` variants, else 0.
+    pub len_out: u64,
+    /// Attach cookie of the entry probe.
+    pub target: u64,
+    /// [`TlsFunction`] as `u8`.
+    pub function: u8,
+    /// Reserved, zero.
+    pub _pad: [u8; 7],
+}
+const _: () = assert!(core::mem::size_of::<ActiveCall>() == 40);
+
+/// Indices into the per-CPU `COUNTERS` array. Every path on which the kernel side
+/// gives up on data increments one of these, so user space can report all loss.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Successful SSL calls whose plaintext the probes started to capture.
+    Calls = 0,
+    /// Records written to the ring buffer.
+    Records = 1,
+    /// Plaintext bytes written to the ring buffer.
+    Bytes = 2,
+    /// Records that could not be reserved because the ring buffer was full.
+    LostRecords = 3,
+    /// Plaintext bytes in those records, plus the rest of their message.
+    LostBytes = 4,
+    /// Reads of the caller's buffer that faulted (the record is discarded).
+    ReadFaults = 5,
+    /// Calls whose entry state could not be stored (`ACTIVE` map full).
+    ActiveFull = 6,
+    /// Calls longer than [`MAX_CAPTURE_PER_CALL`].
+    TruncatedCalls = 7,
+    /// Bytes past [`MAX_CAPTURE_PER_CALL`] that were not captured.
+    TruncatedBytes = 8,
+    /// Return probes that found no entry state (entry missed or evicted).
+    OrphanReturns = 9,
+}
+
+impl Counter {
+    /// Number of counters; the size of the `COUNTERS` array.
+    pub const COUNT: u32 = 10;
+
+    /// All counters, in index order.
+    pub const ALL: [Self; Self::COUNT as usize] = [
+        Self::Calls,
+        Self::Records,
+        Self::Bytes,
+        Self::LostRecords,
+        Self::LostBytes,
+        Self::ReadFaults,
+        Self::ActiveFull,
+        Self::TruncatedCalls,
+        Self::TruncatedBytes,
+        Self::OrphanReturns,
+    ];
+
+    /// Stable snake_case name used in `sensor.status` events.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Calls => "calls",
+            Self::Records => "records",
+            Self::Bytes => "bytes",
+            Self::LostRecords => "lost_records",
+            Self::LostBytes => "lost_bytes",
+            Self::ReadFaults => "read_faults",
+            Self::ActiveFull => "active_full",
+            Self::TruncatedCalls => "truncated_calls",
+            Self::TruncatedBytes => "truncated_bytes",
+            Self::OrphanReturns => "orphan_returns",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both are #[repr(C)] structs of integers with no padding holes that
+    // could carry uninitialised bytes (padding is explicit and zeroed).
+    unsafe impl aya::Pod for super::ActiveCall {}
+    unsafe impl aya::Pod for super::TlsChunkHeader {}
+}

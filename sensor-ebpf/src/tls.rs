@@ -1,0 +1,235 @@
+//! Plaintext capture for OpenSSL-compatible `SSL_read`/`SSL_write` and their
+//! `_ex` variants.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_ns,
+        generated::{bpf_get_attach_cookie, bpf_probe_read_user},
+    },
+    macros::{map, uprobe, uretprobe},
+    maps::{HashMap, RingBuf},
+    programs::{ProbeContext, RetProbeContext},
+};
+use sensor_common::{
+    ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, Counter, MAX_ACTIVE_CALLS,
+    MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS, RecordKind, TAIL_BUCKETS, TlsChunkHeader, TlsFunction,
+};
+
+use crate::counters;
+
+/// Plaintext records for user space. Resized by the loader.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(sensor_common::DEFAULT_RING_BYTES, 0);
+
+/// Arguments of SSL calls in flight, keyed by `pid_tgid`.
+#[map]
+static ACTIVE: HashMap<u64, ActiveCall> = HashMap::with_max_entries(MAX_ACTIVE_CALLS, 0);
+
+/// Set to 1 by the loader when the kernel supports `bpf_get_attach_cookie` for
+/// uprobes (5.15+). The verifier then sees a constant and never visits the helper
+/// call on kernels that lack it.
+#[unsafe(no_mangle)]
+static TELLTALE_USE_COOKIE: u8 = 0;
+
+#[repr(C)]
+struct Chunk<const N: usize> {
+    hdr: TlsChunkHeader,
+    data: [u8; N],
+}
+
+#[inline(always)]
+fn attach_cookie<C: EbpfContext>(ctx: &C) -> u64 {
+    // SAFETY: reading a constant global; volatile keeps the compiler from folding it.
+    if unsafe { core::ptr::read_volatile(&raw const TELLTALE_USE_COOKIE) } != 0 {
+        // SAFETY: ctx is the program's context pointer.
+        unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }
+    } else {
+        0
+    }
+}
+
+#[inline(always)]
+fn enter(ctx: &ProbeContext, function: TlsFunction) {
+    let conn: u64 = ctx.arg(0).unwrap_or(0);
+    let buf: u64 = ctx.arg(1).unwrap_or(0);
+    let len_out: u64 = if function.is_ex() {
+        ctx.arg(3).unwrap_or(0)
+    } else {
+        0
+    };
+    let call = ActiveCall {
+        conn,
+        buf,
+        len_out,
+        target: attach_cookie(ctx),
+        function: function as u8,
+        _pad: [0; 7],
+    };
+    let id = bpf_get_current_pid_tgid();
+    if ACTIVE.insert(&id, &call, 0).is_err() {
+        counters::add(Counter::ActiveFull, 1);
+    }
+}
+
+#[inline(always)]
+fn exit(ctx: &RetProbeContext, function: TlsFunction) {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(call) = (unsafe { ACTIVE.get(&id) }).copied() else {
+        counters::add(Counter::OrphanReturns, 1);
+        return;
+    };
+    let _ = ACTIVE.remove(&id);
+    if call.function != function as u8 {
+        // Another SSL function's state: an entry was missed in between.
+        counters::add(Counter::OrphanReturns, 1);
+        return;
+    }
+    // All four functions return `int`; the upper half of rax is undefined.
+    let ret = ctx.ret::<u64>() as i32;
+    let len = if function.is_ex() {
+        if ret != 1 || call.len_out == 0 {
+            return;
+        }
+        // SAFETY: bpf_probe_read_user validates the user pointer.
+        match unsafe { aya_ebpf::helpers::bpf_probe_read_user(call.len_out as *const u64) } {
+            Ok(n) => n,
+            Err(_) => {
+                counters::add(Counter::ReadFaults, 1);
+                return;
+            }
+        }
+    } else {
+        if ret <= 0 {
+            return;
+        }
+        ret as u64
+    };
+    if len == 0 {
+        return;
+    }
+    let uid_gid = bpf_get_current_uid_gid();
+    let hdr = TlsChunkHeader {
+        kind: RecordKind::TlsChunk as u16,
+        abi: ABI_VERSION,
+        direction: function.direction() as u8,
+        function: function as u8,
+        _pad: 0,
+        data_len: 0,
+        _pad2: 0,
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid: (id >> 32) as u32,
+        tid: id as u32,
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        conn: call.conn,
+        target: call.target,
+        total_len: len,
+        offset: 0,
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+    };
+    counters::add(Counter::Calls, 1);
+    emit_message(&hdr, call.buf, len);
+}
+
+/// Emits `len` bytes at user address `buf` as ordered chunks.
+#[inline(always)]
+fn emit_message(hdr: &TlsChunkHeader, buf: u64, len: u64) {
+    let capture = if len > MAX_CAPTURE_PER_CALL {
+        counters::add(Counter::TruncatedCalls, 1);
+        counters::add(Counter::TruncatedBytes, len - MAX_CAPTURE_PER_CALL);
+        MAX_CAPTURE_PER_CALL
+    } else {
+        len
+    };
+    const FULL: u64 = CHUNK_MAX as u64;
+    let mut off: u64 = 0;
+    let mut i: u32 = 0;
+    while i < MAX_FULL_CHUNKS {
+        if capture - off <= FULL {
+            break;
+        }
+        if !emit_chunk::<CHUNK_MAX>(hdr, buf, off, FULL as u32) {
+            counters::add(Counter::LostBytes, capture - off);
+            return;
+        }
+        off += FULL;
+        i += 1;
+    }
+    let rest = capture - off;
+    let ok = if rest <= TAIL_BUCKETS[0] as u64 {
+        emit_chunk::<{ TAIL_BUCKETS[0] }>(hdr, buf, off, rest as u32)
+    } else if rest <= TAIL_BUCKETS[1] as u64 {
+        emit_chunk::<{ TAIL_BUCKETS[1] }>(hdr, buf, off, rest as u32)
+    } else if rest <= TAIL_BUCKETS[2] as u64 {
+        emit_chunk::<{ TAIL_BUCKETS[2] }>(hdr, buf, off, rest as u32)
+    } else if rest <= TAIL_BUCKETS[3] as u64 {
+        emit_chunk::<{ TAIL_BUCKETS[3] }>(hdr, buf, off, rest as u32)
+    } else {
+        emit_chunk::<{ TAIL_BUCKETS[4] }>(hdr, buf, off, rest as u32)
+    };
+    if !ok {
+        counters::add(Counter::LostBytes, rest);
+    }
+}
+
+/// Reserves one record with an `N`-byte data area and fills it with `len` bytes
+/// from `buf + off`. Returns false when the record could not be delivered.
+#[inline(always)]
+fn emit_chunk<const N: usize>(hdr: &TlsChunkHeader, buf: u64, off: u64, len: u32) -> bool {
+    let Some(mut entry) = EVENTS.reserve::<Chunk<N>>(0) else {
+        counters::add(Counter::LostRecords, 1);
+        return false;
+    };
+    // Re-bound for the verifier: the copy must provably fit the data area.
+    let n = if len as usize > N { N as u32 } else { len };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: `rec` points at a reserved record of size_of::<Chunk<N>>() bytes;
+    // bpf_probe_read_user validates the user address and writes at most n ≤ N bytes.
+    let rc = unsafe {
+        let mut h = *hdr;
+        h.offset = off;
+        h.data_len = n;
+        (&raw mut (*rec).hdr).write(h);
+        bpf_probe_read_user(
+            (&raw mut (*rec).data).cast::<c_void>(),
+            n,
+            (buf + off) as *const c_void,
+        )
+    };
+    if rc != 0 {
+        entry.discard(0);
+        counters::add(Counter::ReadFaults, 1);
+        return false;
+    }
+    entry.submit(0);
+    counters::add(Counter::Records, 1);
+    counters::add(Counter::Bytes, n as u64);
+    true
+}
+
+macro_rules! probes {
+    ($($enter:ident, $exit:ident => $f:expr;)*) => {$(
+        #[uprobe]
+        pub fn $enter(ctx: ProbeContext) -> u32 {
+            enter(&ctx, $f);
+            0
+        }
+        #[uretprobe]
+        pub fn $exit(ctx: RetProbeContext) -> u32 {
+            exit(&ctx, $f);
+            0
+        }
+    )*};
+}
+
+probes! {
+    ssl_write_enter, ssl_write_exit => TlsFunction::SslWrite;
+    ssl_write_ex_enter, ssl_write_ex_exit => TlsFunction::SslWriteEx;
+    ssl_read_enter, ssl_read_exit => TlsFunction::SslRead;
+    ssl_read_ex_enter, ssl_read_ex_exit => TlsFunction::SslReadEx;
+}

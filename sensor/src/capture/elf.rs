@@ -1,0 +1,139 @@
+//! Finding the TLS functions inside an ELF file.
+
+use std::{fs::File, path::Path};
+
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
+use sensor_common::TlsFunction;
+
+/// Where one TLS function lives in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionSite {
+    /// Which function.
+    pub function: TlsFunction,
+    /// Its virtual address in the ELF file.
+    pub vaddr: u64,
+    /// Its offset in the file: what a uprobe is attached at.
+    pub file_offset: u64,
+    /// Size of the function's code in bytes, as the symbol table says.
+    pub size: u64,
+}
+
+/// Why a file could not be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum ElfError {
+    /// Opening or mapping the file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an ELF object `object` can parse.
+    #[error("{path} is not a readable ELF file: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's error.
+        #[source]
+        source: object::Error,
+    },
+}
+
+/// The TLS functions an ELF file defines (in its dynamic or static symbol table),
+/// with their file offsets. Empty when the file carries no OpenSSL-compatible API.
+///
+/// Both `SSL_write` and `SSL_read` must be present: a file defining only one of
+/// them is not a TLS library we understand, and half a connection would mislead.
+pub fn tls_functions(path: &Path) -> Result<Vec<FunctionSite>, ElfError> {
+    let io = |source| ElfError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the mapping is read-only and private; a concurrent truncation of the
+    // file could fault, which libraries on a running system do not undergo.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    tls_functions_in(&map).map_err(|source| ElfError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// [`tls_functions`] on the bytes of an ELF file.
+pub fn tls_functions_in(data: &[u8]) -> Result<Vec<FunctionSite>, object::Error> {
+    let obj = object::File::parse(data)?;
+    let mut sites: Vec<FunctionSite> = Vec::new();
+    for sym in obj.dynamic_symbols().chain(obj.symbols()) {
+        if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
+            continue;
+        }
+        let Ok(name) = sym.name() else { continue };
+        let Some(function) = TlsFunction::ALL.into_iter().find(|f| f.symbol() == name) else {
+            continue;
+        };
+        if sites.iter().any(|s| s.function == function) {
+            continue;
+        }
+        let Some(file_offset) = file_offset(&obj, sym.address()) else {
+            continue;
+        };
+        sites.push(FunctionSite {
+            function,
+            vaddr: sym.address(),
+            file_offset,
+            size: sym.size(),
+        });
+    }
+    let has = |f| sites.iter().any(|s| s.function == f);
+    if !(has(TlsFunction::SslWrite) && has(TlsFunction::SslRead)) {
+        return Ok(Vec::new());
+    }
+    sites.sort_by_key(|s| s.function as u8);
+    Ok(sites)
+}
+
+/// Converts a virtual address to a file offset through the loadable segments.
+fn file_offset(obj: &object::File<'_>, vaddr: u64) -> Option<u64> {
+    obj.segments().find_map(|seg| {
+        let (off, size) = seg.file_range();
+        let start = seg.address();
+        (vaddr >= start && vaddr - start < size).then(|| off + (vaddr - start))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The system libssl is a real OpenSSL build: all four functions are found and
+    /// their offsets point into the file.
+    #[test]
+    fn finds_openssl_functions_in_system_libssl() {
+        let candidates = [
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "/lib/x86_64-linux-gnu/libssl.so.3",
+            "/usr/lib64/libssl.so.3",
+        ];
+        let Some(path) = candidates.iter().map(Path::new).find(|p| p.exists()) else {
+            eprintln!("skipping: no system libssl.so.3 on this machine");
+            return;
+        };
+        let sites = tls_functions(path).expect("libssl parses");
+        let names: Vec<_> = sites.iter().map(|s| s.function.symbol()).collect();
+        assert_eq!(names, ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"]);
+        let len = std::fs::metadata(path).expect("stat").len();
+        for s in &sites {
+            assert!(s.file_offset > 0 && s.file_offset < len, "{s:?}");
+            assert!(s.size > 0, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn non_tls_and_garbage_files_yield_nothing() {
+        assert!(tls_functions_in(b"not an elf").is_err());
+        let own = std::env::current_exe().expect("test binary");
+        assert!(tls_functions(&own).expect("own binary parses").is_empty());
+    }
+}

@@ -1,0 +1,207 @@
+//! Capture stage: finds TLS libraries, attaches the kernel programs to them and
+//! reads plaintext chunks from the ring buffer.
+//!
+//! Public surface: [`Capture`] (start, rescan, read), [`Chunk`], the discovery
+//! types for `telltale targets`, and [`KernelCounters`].
+
+mod elf;
+mod loader;
+mod record;
+mod targets;
+
+use std::path::Path;
+
+use aya::maps::{MapData, RingBuf};
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+
+pub use loader::{FunctionAttachment, KernelCounters};
+pub use record::{Chunk, comm_str};
+pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};
+
+/// Why capture could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The kernel refused the BPF object (permissions, kernel features).
+    #[error(
+        "loading the kernel programs failed: {0}. Telltale needs root (or CAP_BPF, \
+         CAP_PERFMON and CAP_SYS_ADMIN) and a kernel >= 5.8 with BTF"
+    )]
+    Load(String),
+    /// A program failed to load or attach.
+    #[error("kernel program {name}: {error}")]
+    Program {
+        /// Program name.
+        name: &'static str,
+        /// What went wrong.
+        error: String,
+    },
+    /// The embedded object lacks a program (a build problem).
+    #[error("the embedded kernel object has no program {0}; rebuild telltale")]
+    MissingProgram(&'static str),
+    /// The embedded object lacks a map (a build problem).
+    #[error("the embedded kernel object has no map {0}; rebuild telltale")]
+    MissingMap(&'static str),
+    /// Registering the ring buffer with the async runtime failed.
+    #[error("cannot poll the ring buffer: {0}")]
+    Poll(#[from] std::io::Error),
+}
+
+/// A target and how each of its functions was attached.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachedTarget {
+    /// The file.
+    #[serde(flatten)]
+    pub target: Target,
+    /// Per-function outcome.
+    pub attachments: Vec<FunctionAttachment>,
+}
+
+impl AttachedTarget {
+    /// True when at least one function is hooked.
+    pub fn is_active(&self) -> bool {
+        self.attachments.iter().any(|a| a.error.is_none())
+    }
+}
+
+/// Running capture: loaded programs, attached targets and the ring-buffer reader.
+pub struct Capture {
+    probes: loader::Probes,
+    ring: AsyncFd<RingBuf<MapData>>,
+    discovery: Discovery,
+    discovery_cfg: DiscoveryConfig,
+    targets: Vec<AttachedTarget>,
+    record_errors: u64,
+}
+
+impl Capture {
+    /// Loads the kernel programs and attaches them to every target discovery
+    /// finds. Must be called within a tokio runtime.
+    pub fn start(discovery_cfg: DiscoveryConfig, ring_bytes: u32) -> Result<Self, CaptureError> {
+        let mut probes = loader::Probes::load(ring_bytes)?;
+        if !probes.has_cookies() {
+            tracing::warn!("kernel < 5.15: events cannot name the library they came from");
+        }
+        // SAFETY: the RingBuf owns its map fd and the AsyncFd owns the RingBuf, so
+        // the fd stays open and unchanged for as long as it is registered.
+        let ring = unsafe { AsyncFd::register(probes.take_ring()?) }
+            .map_err(|e| CaptureError::Poll(std::io::Error::other(e.to_string())))?;
+        let mut capture = Self {
+            probes,
+            ring,
+            discovery: Discovery::new(),
+            discovery_cfg,
+            targets: Vec::new(),
+            record_errors: 0,
+        };
+        capture.rescan();
+        for s in &capture.discovery.skipped {
+            tracing::warn!(path = %s.path.display(), reason = %s.reason, "configured target skipped");
+        }
+        Ok(capture)
+    }
+
+    /// Looks for new targets (libraries mapped by processes started since the last
+    /// scan, new runtimes) and attaches to them. Returns how many were added.
+    pub fn rescan(&mut self) -> usize {
+        let new = self.discovery.scan(&self.discovery_cfg);
+        let n = new.len();
+        for target in new {
+            let attachments = self.probes.attach(&target);
+            let attached = AttachedTarget {
+                target,
+                attachments,
+            };
+            log_attachment(&attached);
+            self.targets.push(attached);
+        }
+        n
+    }
+
+    /// All targets attached so far.
+    pub fn targets(&self) -> &[AttachedTarget] {
+        &self.targets
+    }
+
+    /// The file a target id (attach cookie) stands for.
+    pub fn target_path(&self, id: u64) -> Option<&Path> {
+        self.targets
+            .iter()
+            .find(|t| t.target.id == id)
+            .map(|t| t.target.path.as_path())
+    }
+
+    /// Waits until the ring buffer has data, then hands every available chunk to
+    /// `f`. Returns the number of records read.
+    pub async fn read<F: FnMut(Chunk<'_>)>(&mut self, f: F) -> std::io::Result<usize> {
+        let mut guard = self.ring.readable_mut().await?;
+        let n = drain_ring(guard.get_inner_mut(), &mut self.record_errors, f);
+        guard.clear_ready();
+        Ok(n)
+    }
+
+    /// Hands every chunk already in the ring buffer to `f`, without waiting.
+    pub fn drain<F: FnMut(Chunk<'_>)>(&mut self, f: F) -> usize {
+        drain_ring(self.ring.get_mut(), &mut self.record_errors, f)
+    }
+
+    /// Detaches every probe; the ring buffer and counters stay readable so that
+    /// what was already captured can still be drained.
+    pub fn detach(&mut self) {
+        self.probes.detach();
+    }
+
+    /// Records rejected by the parser (never expected; a sign of a build mismatch).
+    pub fn record_errors(&self) -> u64 {
+        self.record_errors
+    }
+
+    /// The kernel's counters.
+    pub fn counters(&self) -> KernelCounters {
+        self.probes.counters()
+    }
+}
+
+fn drain_ring<F: FnMut(Chunk<'_>)>(
+    ring: &mut RingBuf<MapData>,
+    errors: &mut u64,
+    mut f: F,
+) -> usize {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        n += 1;
+        match record::parse(&item) {
+            Ok(chunk) => f(chunk),
+            Err(e) => {
+                *errors += 1;
+                tracing::warn!(error = %e, "dropping malformed ring-buffer record");
+            }
+        }
+    }
+    n
+}
+
+fn log_attachment(t: &AttachedTarget) {
+    let functions: Vec<_> = t
+        .attachments
+        .iter()
+        .map(|a| format!("{}:{}", a.symbol, a.strategy))
+        .collect();
+    if t.is_active() {
+        tracing::info!(
+            path = %t.target.path.display(),
+            id = t.target.id,
+            functions = %functions.join(","),
+            reason = %t.target.reasons.join("; "),
+            "attached"
+        );
+    }
+    for a in t.attachments.iter().filter(|a| a.error.is_some()) {
+        tracing::warn!(
+            path = %t.target.path.display(),
+            symbol = a.symbol,
+            error = a.error.as_deref().unwrap_or(""),
+            "attach failed"
+        );
+    }
+}

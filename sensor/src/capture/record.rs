@@ -1,0 +1,181 @@
+//! Parsing of raw ring-buffer records into typed chunks.
+
+use sensor_common::{
+    ABI_VERSION, COMM_LEN, Direction, RecordKind, TLS_CHUNK_HEADER_LEN, TlsChunkHeader,
+    TlsFunction,
+};
+
+/// One chunk of plaintext from one SSL call, as the kernel delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk<'a> {
+    /// Process id (initial PID namespace).
+    pub pid: u32,
+    /// Thread id (initial PID namespace).
+    pub tid: u32,
+    /// Real uid of the caller.
+    pub uid: u32,
+    /// Real gid of the caller.
+    pub gid: u32,
+    /// `comm` of the calling thread.
+    pub comm: [u8; COMM_LEN],
+    /// The library's connection object address (`SSL *`).
+    pub conn: u64,
+    /// Attach cookie naming the target the probe sat in (0 if unknown).
+    pub target: u64,
+    /// Function the bytes were captured from.
+    pub function: TlsFunction,
+    /// Direction of the bytes.
+    pub direction: Direction,
+    /// `CLOCK_MONOTONIC` time of the call's return, in nanoseconds.
+    pub ts_ns: u64,
+    /// Bytes the whole call transferred.
+    pub total_len: u64,
+    /// Offset of `data` within the call's message.
+    pub offset: u64,
+    /// The plaintext bytes of this chunk.
+    pub data: &'a [u8],
+}
+
+/// Why a ring-buffer record was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    /// Shorter than the fixed header.
+    #[error("record of {0} bytes is shorter than a header")]
+    Short(usize),
+    /// Unknown record kind.
+    #[error("unknown record kind {0}")]
+    Kind(u16),
+    /// Built from other sources than this binary.
+    #[error("record ABI version {found}, expected {ABI_VERSION}")]
+    Abi {
+        /// Version found in the record.
+        found: u16,
+    },
+    /// Field values outside their domain.
+    #[error("malformed record: {0}")]
+    Malformed(&'static str),
+}
+
+/// Parses one record from the `EVENTS` ring buffer.
+pub fn parse(buf: &[u8]) -> Result<Chunk<'_>, RecordError> {
+    if buf.len() < TLS_CHUNK_HEADER_LEN {
+        return Err(RecordError::Short(buf.len()));
+    }
+    // SAFETY: the length was checked; read_unaligned copes with any alignment and
+    // every bit pattern is a valid TlsChunkHeader (plain integers and arrays).
+    let h: TlsChunkHeader = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    if RecordKind::from_u16(h.kind) != Some(RecordKind::TlsChunk) {
+        return Err(RecordError::Kind(h.kind));
+    }
+    if h.abi != ABI_VERSION {
+        return Err(RecordError::Abi { found: h.abi });
+    }
+    let function = TlsFunction::from_u8(h.function).ok_or(RecordError::Malformed("function"))?;
+    let direction =
+        Direction::from_u8(h.direction).ok_or(RecordError::Malformed("direction"))?;
+    if direction != function.direction() {
+        return Err(RecordError::Malformed("direction does not match function"));
+    }
+    let data_len = h.data_len as usize;
+    let data = buf
+        .get(TLS_CHUNK_HEADER_LEN..TLS_CHUNK_HEADER_LEN + data_len)
+        .ok_or(RecordError::Malformed("data_len beyond record"))?;
+    let end = h
+        .offset
+        .checked_add(data_len as u64)
+        .ok_or(RecordError::Malformed("offset overflow"))?;
+    if end > h.total_len {
+        return Err(RecordError::Malformed("chunk beyond message length"));
+    }
+    Ok(Chunk {
+        pid: h.pid,
+        tid: h.tid,
+        uid: h.uid,
+        gid: h.gid,
+        comm: h.comm,
+        conn: h.conn,
+        target: h.target,
+        function,
+        direction,
+        ts_ns: h.ts_ns,
+        total_len: h.total_len,
+        offset: h.offset,
+        data,
+    })
+}
+
+/// Renders a kernel `comm` (NUL-padded) as a string.
+pub fn comm_str(comm: &[u8; COMM_LEN]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn record(h: &TlsChunkHeader, data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; TLS_CHUNK_HEADER_LEN];
+        // SAFETY: v has room for one header.
+        unsafe { std::ptr::write_unaligned(v.as_mut_ptr().cast(), *h) };
+        v.extend_from_slice(data);
+        v
+    }
+
+    pub(crate) fn header(offset: u64, data_len: u32, total: u64) -> TlsChunkHeader {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..4].copy_from_slice(b"curl");
+        TlsChunkHeader {
+            kind: RecordKind::TlsChunk as u16,
+            abi: ABI_VERSION,
+            direction: Direction::Egress as u8,
+            function: TlsFunction::SslWrite as u8,
+            _pad: 0,
+            data_len,
+            _pad2: 0,
+            ts_ns: 42,
+            pid: 10,
+            tid: 11,
+            uid: 1000,
+            gid: 1000,
+            conn: 0xdead_beef,
+            target: 3,
+            total_len: total,
+            offset,
+            comm,
+        }
+    }
+
+    #[test]
+    fn parses_a_valid_record() {
+        let r = record(&header(0, 5, 5), b"hello");
+        let c = parse(&r).expect("valid");
+        assert_eq!(c.data, b"hello");
+        assert_eq!(c.pid, 10);
+        assert_eq!(c.function, TlsFunction::SslWrite);
+        assert_eq!(comm_str(&c.comm), "curl");
+    }
+
+    #[test]
+    fn rejects_bad_records() {
+        assert_eq!(parse(&[0u8; 3]), Err(RecordError::Short(3)));
+        let mut h = header(0, 5, 5);
+        h.abi = 99;
+        assert_eq!(parse(&record(&h, b"hello")), Err(RecordError::Abi { found: 99 }));
+        let h = header(0, 10, 10);
+        assert!(matches!(parse(&record(&h, b"hello")), Err(RecordError::Malformed(_))));
+        let h = header(8, 5, 10);
+        assert!(matches!(parse(&record(&h, b"hello")), Err(RecordError::Malformed(_))));
+        let mut h = header(0, 5, 5);
+        h.direction = Direction::Ingress as u8;
+        assert!(matches!(parse(&record(&h, b"hello")), Err(RecordError::Malformed(_))));
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        use proptest::prelude::*;
+        proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..256))| {
+            let _ = parse(&bytes);
+        });
+    }
+}

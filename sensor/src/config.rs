@@ -1,0 +1,247 @@
+//! Configuration: an embedded default (`config/default.toml`) overridden by an
+//! optional operator file and then by command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration text.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// What the sensor prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Emit {
+    /// Detection alerts.
+    Alerts,
+    /// Every captured TLS message with its plaintext (`tls.data`).
+    Data,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Output settings.
+    pub output: Output,
+    /// Capture settings.
+    pub capture: CaptureCfg,
+    /// Reassembly bounds.
+    pub reassembly: Reassembly,
+    /// Status events.
+    pub status: StatusCfg,
+}
+
+/// `[output]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// Event kinds printed.
+    pub emit: Vec<Emit>,
+    /// Sink queue length.
+    pub queue: usize,
+}
+
+/// `[capture]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureCfg {
+    /// Ring buffer size in bytes.
+    pub ring_buffer_bytes: u32,
+    /// Library directories.
+    pub library_dirs: Vec<PathBuf>,
+    /// Runtime executables looked up on PATH.
+    pub runtimes: Vec<String>,
+    /// Operator-named targets.
+    pub extra_targets: Vec<PathBuf>,
+    /// Scan running processes' mappings.
+    pub scan_processes: bool,
+    /// Rescan period in ms.
+    pub rescan_interval_ms: u64,
+}
+
+/// `[reassembly]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reassembly {
+    /// Partial messages held.
+    pub max_pending_messages: usize,
+    /// Bytes held in partial messages.
+    pub max_pending_bytes: usize,
+    /// Staleness in ms.
+    pub stale_after_ms: u64,
+}
+
+/// `[status]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusCfg {
+    /// Period in seconds, 0 for never.
+    pub interval_secs: u64,
+}
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys or wrong types.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File name or "embedded default".
+        origin: String,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{origin}: {key}: {message}")]
+    Invalid {
+        /// File name or "embedded default".
+        origin: String,
+        /// Dotted key.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+impl Config {
+    /// The embedded defaults.
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::from_toml(DEFAULT_TOML, "embedded default", None)
+    }
+
+    /// Defaults overridden by the file at `path`, if any.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Self::embedded();
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(DEFAULT_TOML, &path.display().to_string(), Some(&text))
+    }
+
+    /// Parses `base` overlaid with `overlay` (both TOML) and validates the result.
+    fn from_toml(base: &str, origin: &str, overlay: Option<&str>) -> Result<Self, ConfigError> {
+        let parse = |text: &str, origin: &str| {
+            text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let mut table = parse(base, "embedded default")?;
+        if let Some(text) = overlay {
+            merge(&mut table, parse(text, origin)?);
+        }
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: e.to_string(),
+            })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            message: message.to_owned(),
+        };
+        let ring = self.capture.ring_buffer_bytes;
+        if !ring.is_power_of_two() || ring < 64 * 1024 {
+            return Err(invalid(
+                "capture.ring_buffer_bytes",
+                &format!("{ring} must be a power of two of at least 65536"),
+            ));
+        }
+        if self.output.queue == 0 {
+            return Err(invalid("output.queue", "must be at least 1"));
+        }
+        if self.reassembly.max_pending_messages == 0 {
+            return Err(invalid("reassembly.max_pending_messages", "must be at least 1"));
+        }
+        if self.reassembly.max_pending_bytes < sensor_common::CHUNK_MAX {
+            return Err(invalid(
+                "reassembly.max_pending_bytes",
+                "must hold at least one 16 KiB chunk (16384)",
+            ));
+        }
+        if self.capture.rescan_interval_ms < 100 {
+            return Err(invalid("capture.rescan_interval_ms", "must be at least 100"));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Overlays `top` onto `base`, recursing into tables so that a file may set one
+/// key of a section without repeating the others.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_quiet() {
+        let c = Config::embedded().expect("default parses");
+        assert_eq!(c.output.emit, vec![Emit::Alerts]);
+        assert_eq!(c.capture.ring_buffer_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn overlay_changes_only_what_it_names() {
+        let c = Config::from_toml(
+            DEFAULT_TOML,
+            "t.toml",
+            Some("[output]\nemit = [\"data\"]\n[capture]\nring_buffer_bytes = 1048576\n"),
+        )
+        .expect("valid");
+        assert_eq!(c.output.emit, vec![Emit::Data]);
+        assert_eq!(c.output.queue, 8192);
+        assert_eq!(c.capture.ring_buffer_bytes, 1 << 20);
+        assert!(c.capture.scan_processes);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let e = Config::from_toml(DEFAULT_TOML, "t.toml", Some("[output]\nemitt = []\n"))
+            .expect_err("unknown key");
+        let msg = e.to_string();
+        assert!(msg.starts_with("t.toml: ") && msg.contains("emitt"), "{msg}");
+        let e = Config::from_toml(
+            DEFAULT_TOML,
+            "t.toml",
+            Some("[capture]\nring_buffer_bytes = 1000\n"),
+        )
+        .expect_err("bad size");
+        assert!(e.to_string().contains("capture.ring_buffer_bytes"), "{e}");
+        let e = Config::from_toml(DEFAULT_TOML, "t.toml", Some("[output\n")).expect_err("syntax");
+        assert!(e.to_string().contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,229 @@
+//! The event stream's records: a common envelope (schema version, id, time,
+//! sensor and host identity) around one body per event type.
+//!
+//! Event types so far: `tls.data` (captured plaintext, only when the operator asks
+//! for it) and `sensor.status` (start, periodic and final counters).
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::{
+    capture::{KernelCounters, comm_str},
+    conn::{ReassemblyStats, TlsMessage},
+    host::HostIdentity,
+};
+
+/// Version of the event schema. Bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What every event carries besides its body.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a, B: Serialize> {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// `tls.data`, `sensor.status`, …
+    pub event_type: &'static str,
+    /// Unique, time-ordered id (UUIDv7) for de-duplication downstream.
+    pub event_id: String,
+    /// RFC 3339 UTC time the event describes.
+    pub time: String,
+    /// Sensor name and version.
+    pub sensor: SensorInfo,
+    /// The host the sensor runs on.
+    pub host: &'a HostIdentity,
+    /// Type-specific fields.
+    #[serde(flatten)]
+    pub body: B,
+}
+
+/// Identifies the sensor build.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SensorInfo {
+    /// Always `telltale`.
+    pub name: &'static str,
+    /// Crate version.
+    pub version: &'static str,
+}
+
+/// This build's [`SensorInfo`].
+pub const SENSOR: SensorInfo = SensorInfo {
+    name: "telltale",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
+/// Wraps a body in an envelope for `time` (Unix ns).
+pub fn envelope<'a, B: Serialize>(
+    host: &'a HostIdentity,
+    event_type: &'static str,
+    time_unix_ns: i128,
+    body: B,
+) -> Envelope<'a, B> {
+    Envelope {
+        schema_version: SCHEMA_VERSION,
+        event_type,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        time: rfc3339(time_unix_ns),
+        sensor: SENSOR,
+        host,
+        body,
+    }
+}
+
+/// Formats Unix nanoseconds as RFC 3339 UTC with nanoseconds.
+pub fn rfc3339(unix_ns: i128) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
+    let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
+    chrono::DateTime::from_timestamp(secs, nanos)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// The process that made a call.
+#[derive(Debug, Serialize)]
+pub struct ProcessInfo {
+    /// Process id (initial PID namespace).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Thread name (`comm`).
+    pub comm: String,
+}
+
+/// Where the plaintext was captured.
+#[derive(Debug, Serialize)]
+pub struct TlsInfo {
+    /// `pid:0xSSL*`: names one TLS connection while the process lives.
+    pub connection: String,
+    /// `egress` (written by the process) or `ingress` (read by it).
+    pub direction: &'static str,
+    /// Library function.
+    pub function: &'static str,
+    /// Library family.
+    pub library_kind: &'static str,
+    /// The library or executable file the probe sat in, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
+}
+
+/// One captured message and, in `data` mode, its bytes.
+#[derive(Debug, Serialize)]
+pub struct MessageInfo {
+    /// `CLOCK_MONOTONIC` ns of the call's return.
+    pub mono_ns: u64,
+    /// Bytes the call transferred.
+    pub length: u64,
+    /// Bytes captured (less than `length` when incomplete or truncated).
+    pub captured: u64,
+    /// All bytes the kernel could capture arrived.
+    pub complete: bool,
+    /// The call exceeded the per-call capture limit.
+    pub truncated: bool,
+    /// `utf8` or `base64`: how `data` is encoded.
+    pub encoding: &'static str,
+    /// The plaintext.
+    pub data: String,
+}
+
+/// Body of a `tls.data` event.
+#[derive(Debug, Serialize)]
+pub struct TlsData {
+    /// Who.
+    pub process: ProcessInfo,
+    /// Which connection, function and direction.
+    pub tls: TlsInfo,
+    /// What.
+    pub message: MessageInfo,
+}
+
+impl TlsData {
+    /// Builds the body for a reassembled message; `library` is the target's path.
+    pub fn new(m: &TlsMessage, library: Option<String>) -> Self {
+        let (encoding, data) = match std::str::from_utf8(&m.data) {
+            Ok(s) => ("utf8", s.to_owned()),
+            Err(_) => (
+                "base64",
+                base64::engine::general_purpose::STANDARD.encode(&m.data),
+            ),
+        };
+        Self {
+            process: ProcessInfo {
+                pid: m.key.pid,
+                tid: m.tid,
+                uid: m.uid,
+                gid: m.gid,
+                comm: comm_str(&m.comm),
+            },
+            tls: TlsInfo {
+                connection: m.key.to_string(),
+                direction: match m.direction {
+                    sensor_common::Direction::Egress => "egress",
+                    sensor_common::Direction::Ingress => "ingress",
+                },
+                function: m.function.symbol(),
+                library_kind: "openssl",
+                library,
+            },
+            message: MessageInfo {
+                mono_ns: m.ts_ns,
+                length: m.total_len,
+                captured: m.data.len() as u64,
+                complete: m.complete,
+                truncated: m.truncated,
+                encoding,
+                data,
+            },
+        }
+    }
+}
+
+/// Counters of the user-space pipeline.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PipelineStats {
+    /// Events written to the sink.
+    pub events: u64,
+    /// Plaintext bytes received from the kernel.
+    pub bytes: u64,
+    /// Ring-buffer records rejected as malformed.
+    pub record_errors: u64,
+}
+
+/// Attachment summary.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TargetStats {
+    /// Files with at least one hooked function.
+    pub attached: usize,
+    /// Files where every attach failed.
+    pub failed: usize,
+}
+
+/// Body of a `sensor.status` event.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// `started`, `running` or `stopped`.
+    pub state: &'static str,
+    /// Milliseconds since the sensor started.
+    pub uptime_ms: u64,
+    /// What is hooked.
+    pub targets: TargetStats,
+    /// Kernel-side counters, including every loss.
+    pub kernel: KernelCounters,
+    /// Reassembly counters, including messages given up.
+    pub reassembly: ReassemblyStats,
+    /// User-space counters.
+    pub pipeline: PipelineStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_has_nanoseconds_and_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_500_000_001), "1970-01-01T00:00:01.500000001Z");
+    }
+}
