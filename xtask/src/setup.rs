@@ -1,0 +1,314 @@
+//! `setup`: bpf-linker in .tools, Debian packages, tracefs. Idempotent; each step
+//! prints one line.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+
+use crate::{
+    Repo,
+    cmd::{self, describe, is_root, which},
+};
+
+/// The bpf-linker release built from crates.io.
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Debian packages the sensor and the integration tests need.
+const PACKAGES: &[&str] = &[
+    "nginx",
+    "curl",
+    "openssl",
+    "ca-certificates",
+    "python3",
+    "python3-requests",
+    "python3-httpx",
+    "iproute2",
+    "procps",
+    "wrk",
+    "bpftrace",
+];
+
+const TRACE_PIPE: &str = "/sys/kernel/tracing/trace_pipe";
+
+pub fn setup(repo: &Repo, apt: bool) -> Result<()> {
+    bpf_linker(repo).context("setup: bpf-linker")?;
+    if apt {
+        packages().context("setup: Debian packages")?;
+    } else {
+        println!("packages: skipped");
+    }
+    tracefs();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// bpf-linker
+
+fn stamp_text(ebpf_channel: &str) -> String {
+    format!("nightly = \"{ebpf_channel}\"\nbpf-linker = \"{BPF_LINKER_VERSION}\"\n")
+}
+
+/// `bpf-linker --version` when it runs and reports our version.
+fn linker_version_ok(bin: &Path) -> bool {
+    cmd::output(Command::new(bin).arg("--version")).is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|w| w == BPF_LINKER_VERSION)
+    })
+}
+
+fn bpf_linker(repo: &Repo) -> Result<()> {
+    let bin = repo.tools_bin().join("bpf-linker");
+    let stamp = repo.root.join(".tools").join("bpf-linker.stamp");
+    let want = stamp_text(&repo.ebpf_channel);
+
+    let version_ok = bin.is_file() && linker_version_ok(&bin);
+    if version_ok && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+        println!(
+            "bpf-linker: ok (cached, {BPF_LINKER_VERSION} for {})",
+            repo.ebpf_channel
+        );
+        return Ok(());
+    }
+
+    let llvm_dir = nightly_lib_dir(&repo.ebpf_channel)?;
+
+    // A bpf-linker built before stamps existed: adopt it when its RUNPATH is the
+    // pinned nightly's lib directory (so it loads that nightly's libLLVM).
+    if version_ok && !stamp.exists() && binary_mentions(&bin, &llvm_dir) {
+        write_stamp(&stamp, &want)?;
+        println!(
+            "bpf-linker: ok (existing {BPF_LINKER_VERSION} build linked to {}; stamp written)",
+            repo.ebpf_channel
+        );
+        return Ok(());
+    }
+
+    let (lib_name, major) = find_libllvm(&llvm_dir)?;
+    println!("bpf-linker: building {BPF_LINKER_VERSION} against {lib_name} (about a minute)...");
+    let nl = llvm_dir.display();
+    let rustflags = format!("-L {nl} -l dylib={lib_name} -C link-arg=-Wl,-rpath,{nl}");
+    let mut install = Command::new("cargo");
+    install
+        .arg(format!("+{}", repo.user_channel))
+        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+        .args(["--locked", "--force", "--no-default-features", "--features"])
+        .arg(format!("llvm-{major},no-llvm-linking"))
+        .arg("--root")
+        .arg(repo.root.join(".tools"))
+        // Outside the repository: no rust-toolchain.toml or .cargo/config.toml.
+        .current_dir(std::env::temp_dir())
+        .env("RUSTFLAGS", &rustflags)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    cmd::run(&mut install).with_context(|| format!("with RUSTFLAGS=\"{rustflags}\""))?;
+
+    if !linker_version_ok(&bin) {
+        bail!(
+            "{} was installed but `{} --version` does not run or report {BPF_LINKER_VERSION}",
+            bin.display(),
+            bin.display()
+        );
+    }
+    write_stamp(&stamp, &want)?;
+    println!(
+        "bpf-linker: ok (built {BPF_LINKER_VERSION} for {})",
+        repo.ebpf_channel
+    );
+    Ok(())
+}
+
+fn write_stamp(stamp: &Path, text: &str) -> Result<()> {
+    std::fs::write(stamp, text).with_context(|| format!("writing {}", stamp.display()))
+}
+
+/// `$(rustc +<nightly> --print sysroot)/lib`.
+fn nightly_lib_dir(channel: &str) -> Result<PathBuf> {
+    let mut rustc = Command::new("rustc");
+    rustc
+        .arg(format!("+{channel}"))
+        .args(["--print", "sysroot"])
+        .current_dir(std::env::temp_dir())
+        .env_remove("RUSTUP_TOOLCHAIN");
+    let sysroot = cmd::stdout(&mut rustc)
+        .with_context(|| format!("is the {channel} toolchain installed? (./x installs it)"))?;
+    Ok(PathBuf::from(sysroot).join("lib"))
+}
+
+/// The nightly's LLVM shared library as a linker name and its major version:
+/// `libLLVM-23-rust-1.101.0-nightly.so` -> ("LLVM-23-rust-1.101.0-nightly", 23).
+fn find_libllvm(dir: &Path) -> Result<(String, u32)> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("libLLVM-") && n.ends_with(".so"))
+        .collect();
+    names.sort();
+    let file = names
+        .first()
+        .ok_or_else(|| anyhow!("no libLLVM-*.so in {}", dir.display()))?;
+    let name = file
+        .strip_prefix("lib")
+        .and_then(|n| n.strip_suffix(".so"))
+        .expect("filtered on prefix and suffix");
+    let digits: String = name["LLVM-".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let major = digits
+        .parse()
+        .map_err(|_| anyhow!("cannot read the LLVM major version from {file}"))?;
+    Ok((name.to_owned(), major))
+}
+
+/// Whether the file at `bin` contains the bytes of `dir` (its RUNPATH).
+fn binary_mentions(bin: &Path, dir: &Path) -> bool {
+    let Ok(data) = std::fs::read(bin) else {
+        return false;
+    };
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Some((&first, _)) = needle.split_first() else {
+        return false;
+    };
+    let mut at = 0;
+    while let Some(i) = data[at..].iter().position(|&b| b == first) {
+        let start = at + i;
+        if data[start..].starts_with(needle) {
+            return true;
+        }
+        at = start + 1;
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Debian packages
+
+fn packages() -> Result<()> {
+    let mut wanted: Vec<&str> = PACKAGES.to_vec();
+    if which("node").is_none() {
+        wanted.push("nodejs");
+    }
+    let Some(dpkg_query) = which("dpkg-query") else {
+        println!(
+            "packages: WARNING: dpkg-query not found (not Debian?); check by hand: {}",
+            wanted.join(" ")
+        );
+        return Ok(());
+    };
+    let missing = missing_packages(&dpkg_query, &wanted)?;
+    if missing.is_empty() {
+        println!("packages: ok ({} present)", wanted.len());
+        return Ok(());
+    }
+    if !is_root() {
+        println!(
+            "packages: WARNING: not root, not installing missing packages: {}",
+            missing.join(" ")
+        );
+        return Ok(());
+    }
+    println!("packages: installing {}", missing.join(" "));
+    cmd::run(Command::new("apt-get").arg("update"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    let still = missing_packages(&dpkg_query, &wanted)?;
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(" "));
+    }
+    println!("packages: ok (installed {})", missing.len());
+    Ok(())
+}
+
+/// The packages of `wanted` that dpkg does not report as installed.
+fn missing_packages<'a>(dpkg_query: &Path, wanted: &[&'a str]) -> Result<Vec<&'a str>> {
+    let mut query = Command::new(dpkg_query);
+    query
+        .arg("-W")
+        .arg("-f=${Package}\t${Status}\n")
+        .args(wanted);
+    // Exits 1 when some package is unknown; stdout still lists the known ones.
+    let out = cmd::output(&mut query)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && stderr
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.contains("no packages found"))
+    {
+        bail!(
+            "`{}` failed ({}): {}",
+            describe(&query),
+            cmd::status_text(out.status),
+            stderr.trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, status)| status.split_whitespace().last() == Some("installed"))
+        .map(|(pkg, _)| pkg.split(':').next().unwrap_or(pkg))
+        .collect();
+    Ok(wanted
+        .iter()
+        .copied()
+        .filter(|p| !installed.contains(p))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------
+// tracefs
+
+fn tracefs() {
+    if Path::new(TRACE_PIPE).exists() {
+        println!("tracefs: ok (mounted)");
+        return;
+    }
+    if !is_root() {
+        println!(
+            "tracefs: WARNING: not mounted at /sys/kernel/tracing and not root; \
+             tracepoint-based hooks will be unavailable"
+        );
+        return;
+    }
+    let mut mount = Command::new("mount");
+    mount.args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]);
+    match cmd::run(&mut mount) {
+        Ok(()) if Path::new(TRACE_PIPE).exists() => println!("tracefs: ok (mounted now)"),
+        Ok(()) => println!("tracefs: WARNING: mounted, but {TRACE_PIPE} is still missing"),
+        Err(e) => println!("tracefs: WARNING: {e:#}; tracepoint-based hooks will be unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libllvm_name_and_major_come_from_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("xtask-libllvm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "libLLVM.so.23.1-rust-1.101.0-nightly",
+            "libLLVM-23-rust-1.101.0-nightly.so",
+            "librustc_driver-1.so",
+        ] {
+            std::fs::write(dir.join(f), b"").unwrap();
+        }
+        let found = find_libllvm(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            found.unwrap(),
+            ("LLVM-23-rust-1.101.0-nightly".to_owned(), 23)
+        );
+    }
+}
