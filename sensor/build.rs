@@ -17,12 +17,14 @@ fn main() -> anyhow::Result<()> {
     // `./x setup` installs bpf-linker into the repository's .tools/bin; put it first
     // on PATH so plain `cargo build` works too once set-up has run.
     let tools = root.join(".tools").join("bin");
-    println!("cargo::rerun-if-changed={}", tools.join("bpf-linker").display());
+    println!(
+        "cargo::rerun-if-changed={}",
+        tools.join("bpf-linker").display()
+    );
     if tools.join("bpf-linker").is_file() {
         let path = env::var_os("PATH").unwrap_or_default();
-        let joined = env::join_paths(
-            std::iter::once(tools.clone()).chain(env::split_paths(&path)),
-        )?;
+        let joined =
+            env::join_paths(std::iter::once(tools.clone()).chain(env::split_paths(&path)))?;
         // SAFETY: build scripts are single-threaded at this point.
         unsafe { env::set_var("PATH", joined) };
     } else if which_bpf_linker().is_none() {

@@ -24,6 +24,8 @@ pub const COMM_LEN: usize = 16;
 pub enum RecordKind {
     /// A [`TlsChunkHeader`] followed by `data_len` bytes of plaintext.
     TlsChunk = 1,
+    /// A [`ConnCloseRecord`]: the library freed a connection object.
+    ConnClose = 2,
 }
 
 impl RecordKind {
@@ -31,6 +33,7 @@ impl RecordKind {
     pub const fn from_u16(v: u16) -> Option<Self> {
         match v {
             1 => Some(Self::TlsChunk),
+            2 => Some(Self::ConnClose),
             _ => None,
         }
     }

@@ -44,7 +44,12 @@ pub enum TlsFunction {
 
 impl TlsFunction {
     /// All functions, in attach order.
-    pub const ALL: [Self; 4] = [Self::SslWrite, Self::SslWriteEx, Self::SslRead, Self::SslReadEx];
+    pub const ALL: [Self; 4] = [
+        Self::SslWrite,
+        Self::SslWriteEx,
+        Self::SslRead,
+        Self::SslReadEx,
+    ];
 
     /// Decodes a function id from a record.
     pub const fn from_u8(v: u8) -> Option<Self> {
@@ -152,7 +157,33 @@ pub struct TlsChunkHeader {
 /// Size of [`TlsChunkHeader`] in bytes.
 pub const TLS_CHUNK_HEADER_LEN: usize = core::mem::size_of::<TlsChunkHeader>();
 const _: () = assert!(TLS_CHUNK_HEADER_LEN == 88);
-const _: () = assert!(TLS_CHUNK_HEADER_LEN % 8 == 0);
+const _: () = assert!(TLS_CHUNK_HEADER_LEN.is_multiple_of(8));
+
+/// Emitted when a process frees a connection object (`SSL_free`). The same
+/// address is often reused for the next connection, so user space needs this to
+/// tell two connections at one address apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnCloseRecord {
+    /// [`crate::RecordKind::ConnClose`].
+    pub kind: u16,
+    /// [`crate::ABI_VERSION`].
+    pub abi: u16,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds of the call.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The freed `SSL *`.
+    pub conn: u64,
+}
+const _: () = assert!(core::mem::size_of::<ConnCloseRecord>() == 32);
+
+/// Name of the function whose entry marks the end of a connection.
+pub const SSL_FREE_SYMBOL: &str = "SSL_free";
 
 /// What an entry probe remembers for its return probe, keyed by `pid_tgid`.
 #[repr(C)]
@@ -241,4 +272,5 @@ mod user {
     // could carry uninitialised bytes (padding is explicit and zeroed).
     unsafe impl aya::Pod for super::ActiveCall {}
     unsafe impl aya::Pod for super::TlsChunkHeader {}
+    unsafe impl aya::Pod for super::ConnCloseRecord {}
 }

@@ -6,8 +6,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         generated::{bpf_get_attach_cookie, bpf_probe_read_user},
     },
     macros::{map, uprobe, uretprobe},
@@ -15,7 +14,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use sensor_common::{
-    ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, Counter, MAX_ACTIVE_CALLS,
+    ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, ConnCloseRecord, Counter, MAX_ACTIVE_CALLS,
     MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS, RecordKind, TAIL_BUCKETS, TlsChunkHeader, TlsFunction,
 };
 
@@ -210,6 +209,33 @@ fn emit_chunk<const N: usize>(hdr: &TlsChunkHeader, buf: u64, off: u64, len: u32
     counters::add(Counter::Records, 1);
     counters::add(Counter::Bytes, n as u64);
     true
+}
+
+/// `void SSL_free(SSL *ssl)`: the connection ends; its address may be reused.
+#[uprobe]
+pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
+    let conn: u64 = ctx.arg(0).unwrap_or(0);
+    if conn == 0 {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ConnCloseRecord>(0) else {
+        counters::add(Counter::LostRecords, 1);
+        return 0;
+    };
+    let id = bpf_get_current_pid_tgid();
+    entry.write(ConnCloseRecord {
+        kind: RecordKind::ConnClose as u16,
+        abi: ABI_VERSION,
+        _pad: 0,
+        // SAFETY: no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid: (id >> 32) as u32,
+        tid: id as u32,
+        conn,
+    });
+    entry.submit(0);
+    counters::add(Counter::Records, 1);
+    0
 }
 
 macro_rules! probes {

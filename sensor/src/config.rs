@@ -70,6 +70,8 @@ pub struct Reassembly {
     pub max_pending_bytes: usize,
     /// Staleness in ms.
     pub stale_after_ms: u64,
+    /// Open connections remembered.
+    pub max_connections: usize,
 }
 
 /// `[status]`
@@ -169,8 +171,14 @@ impl Config {
         if self.output.queue == 0 {
             return Err(invalid("output.queue", "must be at least 1"));
         }
+        if self.reassembly.max_connections < 2 {
+            return Err(invalid("reassembly.max_connections", "must be at least 2"));
+        }
         if self.reassembly.max_pending_messages == 0 {
-            return Err(invalid("reassembly.max_pending_messages", "must be at least 1"));
+            return Err(invalid(
+                "reassembly.max_pending_messages",
+                "must be at least 1",
+            ));
         }
         if self.reassembly.max_pending_bytes < sensor_common::CHUNK_MAX {
             return Err(invalid(
@@ -179,7 +187,10 @@ impl Config {
             ));
         }
         if self.capture.rescan_interval_ms < 100 {
-            return Err(invalid("capture.rescan_interval_ms", "must be at least 100"));
+            return Err(invalid(
+                "capture.rescan_interval_ms",
+                "must be at least 100",
+            ));
         }
         Ok(())
     }
@@ -233,7 +244,10 @@ mod tests {
         let e = Config::from_toml(DEFAULT_TOML, "t.toml", Some("[output]\nemitt = []\n"))
             .expect_err("unknown key");
         let msg = e.to_string();
-        assert!(msg.starts_with("t.toml: ") && msg.contains("emitt"), "{msg}");
+        assert!(
+            msg.starts_with("t.toml: ") && msg.contains("emitt"),
+            "{msg}"
+        );
         let e = Config::from_toml(
             DEFAULT_TOML,
             "t.toml",

@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use crate::{
-    capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig},
+    capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig, Record},
     clock::Clock,
     config::{Config, Emit},
     conn::{Limits, Reassembler, TlsMessage},
@@ -122,6 +122,21 @@ fn target_stats(targets: &[AttachedTarget]) -> TargetStats {
     }
 }
 
+fn handle(
+    record: Record<'_>,
+    stats: &mut PipelineStats,
+    reasm: &mut Reassembler,
+    msgs: &mut Vec<TlsMessage>,
+) {
+    match record {
+        Record::Chunk(chunk) => {
+            stats.bytes += chunk.data.len() as u64;
+            reasm.push(&chunk, |m| msgs.push(m));
+        }
+        Record::Close(c) => reasm.close(c.pid, c.conn),
+    }
+}
+
 /// `telltale run`: capture until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (events, writer) = sink::json_lines(tokio::io::stdout(), cfg.output.queue);
@@ -139,12 +154,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         max_pending: cfg.reassembly.max_pending_messages,
         max_pending_bytes: cfg.reassembly.max_pending_bytes,
         stale_after_ns: cfg.reassembly.stale_after_ms.saturating_mul(1_000_000),
+        max_connections: cfg.reassembly.max_connections,
     });
     let ts = target_stats(capture.targets());
     if ts.attached == 0 {
         tracing::warn!("no TLS library found to attach to; waiting for one to appear");
     }
-    let emitting: Vec<_> = cfg.output.emit.iter().map(|e| format!("{e:?}").to_lowercase()).collect();
+    let emitting: Vec<_> = cfg
+        .output
+        .emit
+        .iter()
+        .map(|e| format!("{e:?}").to_lowercase())
+        .collect();
     tracing::info!(
         targets = ts.attached,
         failed = ts.failed,
@@ -166,10 +187,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     loop {
         tokio::select! {
-            r = capture.read(|chunk| {
-                p.stats.bytes += chunk.data.len() as u64;
-                reasm.push(&chunk, |m| msgs.push(m));
-            }) => {
+            r = capture.read(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs)) => {
                 r.context("reading the ring buffer")?;
             }
             _ = rescan.tick() => {
@@ -196,10 +214,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     // Detach first so nothing new arrives, then drain what the kernel already
     // delivered, so that a clean stop loses nothing.
     capture.detach();
-    capture.drain(|chunk| {
-        p.stats.bytes += chunk.data.len() as u64;
-        reasm.push(&chunk, |m| msgs.push(m));
-    });
+    capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs));
     reasm.flush(|m| msgs.push(m));
     for m in msgs.drain(..) {
         p.message(&capture, m).await;

@@ -28,7 +28,9 @@ pub fn can_load_probes(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     if euid != 0 {
-        eprintln!("skipping {test}: integration tests load eBPF probes and need root (euid {euid})");
+        eprintln!(
+            "skipping {test}: integration tests load eBPF probes and need root (euid {euid})"
+        );
         return false;
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
@@ -81,7 +83,6 @@ pub struct ClientRun {
 /// Panics, with its stderr, if it fails.
 pub fn run_client(cmd: &mut Command, timeout: Duration) -> ClientRun {
     let mut child = cmd
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -148,7 +149,10 @@ pub fn body(marker: &str, len: usize) -> Vec<u8> {
         assert!(n > 0, "getrandom");
         filled += n as usize;
     }
-    let mut v: Vec<u8> = raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()]).collect();
+    let mut v: Vec<u8> = raw
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()])
+        .collect();
     let m = marker.as_bytes();
     let k = m.len().min(len);
     v[..k].copy_from_slice(&m[..k]);
@@ -187,7 +191,10 @@ pub struct Streams {
 pub fn connections(events: &[Value], pid: u32) -> std::collections::BTreeMap<String, Streams> {
     let mut map = std::collections::BTreeMap::<String, Streams>::new();
     for e in data_events(events).filter(|e| e["process"]["pid"] == pid) {
-        let conn = e["tls"]["connection"].as_str().expect("connection").to_owned();
+        let conn = e["tls"]["connection"]
+            .as_str()
+            .expect("connection")
+            .to_owned();
         let s = map.entry(conn).or_default();
         match e["tls"]["direction"].as_str() {
             Some("egress") => s.egress.extend(plaintext(e)),
@@ -202,7 +209,9 @@ pub fn connections(events: &[Value], pid: u32) -> std::collections::BTreeMap<Str
 pub fn connection_with(events: &[Value], pid: u32, needle: &str) -> Streams {
     let matching: Vec<Streams> = connections(events, pid)
         .into_values()
-        .filter(|s| contains(&s.egress, needle.as_bytes()) || contains(&s.ingress, needle.as_bytes()))
+        .filter(|s| {
+            contains(&s.egress, needle.as_bytes()) || contains(&s.ingress, needle.as_bytes())
+        })
         .collect();
     assert_eq!(
         matching.len(),
@@ -223,7 +232,12 @@ pub fn split_http(msg: &[u8]) -> (&[u8], &[u8]) {
     let pos = msg
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(&msg[..msg.len().min(200)])));
+        .unwrap_or_else(|| {
+            panic!(
+                "no end of headers in {:?}",
+                String::from_utf8_lossy(&msg[..msg.len().min(200)])
+            )
+        });
     (&msg[..pos + 4], &msg[pos + 4..])
 }
 
@@ -231,7 +245,10 @@ pub fn split_http(msg: &[u8]) -> (&[u8], &[u8]) {
 pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
         let size_txt = std::str::from_utf8(&body[..line_end]).expect("ascii size");
         let size = usize::from_str_radix(size_txt.split(';').next().unwrap_or("").trim(), 16)
             .expect("hex chunk size");
@@ -256,7 +273,13 @@ pub fn final_status(events: &[Value]) -> &Value {
 /// Asserts the sensor reported no loss of any kind.
 pub fn assert_no_loss(events: &[Value]) {
     let s = final_status(events);
-    for key in ["lost_records", "lost_bytes", "read_faults", "active_full", "truncated_calls"] {
+    for key in [
+        "lost_records",
+        "lost_bytes",
+        "read_faults",
+        "active_full",
+        "truncated_calls",
+    ] {
         assert_eq!(s["kernel"][key], 0, "kernel counter {key}: {s}");
     }
     for key in ["incomplete", "evicted", "orphan_chunks"] {

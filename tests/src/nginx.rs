@@ -38,7 +38,14 @@ impl Nginx {
             .expect("temp dir");
         let d = dir.path();
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
             .args(["-nodes", "-subj", "/CN=localhost", "-days", "2"])
             .arg("-addext")
             .arg("subjectAltName=DNS:localhost,IP:127.0.0.1")
@@ -121,7 +128,11 @@ http {{
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.port_tls12, self.port_tls13] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "nginx did not listen on {port}: {}", self.error_log());
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx did not listen on {port}: {}",
+                    self.error_log()
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

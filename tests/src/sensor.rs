@@ -53,7 +53,9 @@ impl Sensor {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let shared = Arc::new((Mutex::new(Shared::default()), Condvar::new()));
@@ -155,10 +157,17 @@ impl Sensor {
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
-        assert!(status.success(), "sensor exited with {status}; stderr:\n{stderr}");
+        assert!(
+            status.success(),
+            "sensor exited with {status}; stderr:\n{stderr}"
+        );
         let (lock, _) = &*self.shared;
         let mut g = lock.lock().expect("lock");
-        assert!(g.bad_lines.is_empty(), "non-JSON lines on stdout: {:?}", g.bad_lines);
+        assert!(
+            g.bad_lines.is_empty(),
+            "non-JSON lines on stdout: {:?}",
+            g.bad_lines
+        );
         (std::mem::take(&mut g.events), stderr)
     }
 }

@@ -7,21 +7,26 @@ use std::{path::Path, process::Command, time::Duration};
 
 use serde_json::Value;
 use telltale_tests::{
-    Nginx, Sensor, Streams, body, can_load_probes, connection_with, connections, contains,
-    data_events, dechunk, exclusive, marker, nginx::STATIC_SIZES, run_client, split_http,
-    assert_no_loss,
+    Nginx, Sensor, Streams, assert_no_loss, body, can_load_probes, connection_with, connections,
+    contains, data_events, dechunk, exclusive, marker, nginx::STATIC_SIZES, run_client, split_http,
 };
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Every event of `pid` names that pid and the expected comm.
 fn assert_process(events: &[Value], pid: u32, comm: &str) {
-    let mine: Vec<_> = data_events(events).filter(|e| e["process"]["pid"] == pid).collect();
+    let mine: Vec<_> = data_events(events)
+        .filter(|e| e["process"]["pid"] == pid)
+        .collect();
     assert!(!mine.is_empty(), "no events from pid {pid} ({comm})");
     for e in mine {
         assert_eq!(e["process"]["comm"], comm, "{}", e["process"]);
         assert!(e["process"]["tid"].as_u64().is_some_and(|t| t > 0));
-        assert!(e["message"]["complete"] == true, "incomplete message {}", e["message"]["length"]);
+        assert!(
+            e["message"]["complete"] == true,
+            "incomplete message {}",
+            e["message"]["length"]
+        );
     }
 }
 
@@ -46,8 +51,14 @@ fn assert_server_mirror(events: &[Value], nginx: &Nginx, client: &Streams, marke
         .filter(|s| contains(&s.ingress, marker.as_bytes()))
         .collect();
     assert_eq!(server.len(), 1, "one nginx connection carries {marker}");
-    assert!(server[0].ingress == client.egress, "nginx read what the client wrote ({marker})");
-    assert!(server[0].egress == client.ingress, "the client read what nginx wrote ({marker})");
+    assert!(
+        server[0].ingress == client.egress,
+        "nginx read what the client wrote ({marker})"
+    );
+    assert!(
+        server[0].egress == client.ingress,
+        "the client read what nginx wrote ({marker})"
+    );
 }
 
 #[test]
@@ -77,7 +88,12 @@ fn curl_get_and_put_are_captured_exactly_over_tls12_and_tls13() {
                     .arg(format!("https://127.0.0.1:{port}/static/{size}")),
                 CLIENT_TIMEOUT,
             );
-            cases.push(Case { pid: run.pid, marker: m, size, upload: None });
+            cases.push(Case {
+                pid: run.pid,
+                marker: m,
+                size,
+                upload: None,
+            });
 
             let m = marker("curl-put");
             let content = body(&m, size);
@@ -87,12 +103,23 @@ fn curl_get_and_put_are_captured_exactly_over_tls12_and_tls13() {
                 Command::new("curl")
                     .args(["-sS", "--fail", "--http1.1", "--cacert"])
                     .arg(nginx.cert())
-                    .args(["-H", &format!("X-Telltale-Marker: {m}"), "-o", "/dev/null", "-T"])
+                    .args([
+                        "-H",
+                        &format!("X-Telltale-Marker: {m}"),
+                        "-o",
+                        "/dev/null",
+                        "-T",
+                    ])
                     .arg(&file)
                     .arg(format!("https://127.0.0.1:{port}/upload/{m}")),
                 CLIENT_TIMEOUT,
             );
-            cases.push(Case { pid: run.pid, marker: m, size, upload: Some(content) });
+            cases.push(Case {
+                pid: run.pid,
+                marker: m,
+                size,
+                upload: Some(content),
+            });
         }
     }
     let (events, _) = sensor.stop();
@@ -102,20 +129,34 @@ fn curl_get_and_put_are_captured_exactly_over_tls12_and_tls13() {
         let conn = connection_with(&events, c.pid, &c.marker);
         let (head, _) = split_http(&conn.egress);
         let head = String::from_utf8_lossy(head);
-        assert!(head.contains(&format!("X-Telltale-Marker: {}\r\n", c.marker)), "{head}");
+        assert!(
+            head.contains(&format!("X-Telltale-Marker: {}\r\n", c.marker)),
+            "{head}"
+        );
         match &c.upload {
             None => {
                 let want = format!("GET /static/{} HTTP/1.1\r\n", c.size);
                 assert!(head.starts_with(&want), "{head}");
                 let (rhead, rbody) = split_http(&conn.ingress);
                 assert!(rhead.starts_with(b"HTTP/1.1 200 OK\r\n"));
-                assert!(rbody == nginx.static_file(c.size), "response body of {} bytes", c.size);
+                assert!(
+                    rbody == nginx.static_file(c.size),
+                    "response body of {} bytes",
+                    c.size
+                );
             }
             Some(content) => {
                 let want = format!("PUT /upload/{} HTTP/1.1\r\n", c.marker);
                 assert!(head.starts_with(&want), "{head}");
-                assert!(request_body(&conn.egress) == *content, "request body of {} bytes", c.size);
-                assert!(contains(&conn.ingress, b"201 Created") || contains(&conn.ingress, b"204 No Content"));
+                assert!(
+                    request_body(&conn.egress) == *content,
+                    "request body of {} bytes",
+                    c.size
+                );
+                assert!(
+                    contains(&conn.ingress, b"201 Created")
+                        || contains(&conn.ingress, b"204 No Content")
+                );
                 let stored = std::fs::read(nginx.root().join("html/upload").join(&c.marker))
                     .expect("nginx stored the upload");
                 assert!(stored == *content, "nginx stored what curl sent");
@@ -155,7 +196,12 @@ fn python_urllib_requests_and_httpx_are_captured() {
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().expect("tmp");
     let mut bodies = Vec::new();
-    for (name, size) in [("urllib-1m", 1 << 20), ("urllib-100", 100), ("requests", 64 << 10), ("httpx", 64 << 10)] {
+    for (name, size) in [
+        ("urllib-1m", 1 << 20),
+        ("urllib-100", 100),
+        ("requests", 64 << 10),
+        ("httpx", 64 << 10),
+    ] {
         let m = marker(name);
         let b = body(&format!("{m}|"), size.max(m.len() + 1));
         std::fs::write(dir.path().join(name), &b).expect("write");
@@ -177,8 +223,15 @@ fn python_urllib_requests_and_httpx_are_captured() {
     assert_process(&events, run.pid, "python3");
     for (name, m, b) in &bodies {
         let conn = connection_with(&events, run.pid, m);
-        assert!(conn.egress.starts_with(b"POST /post HTTP/1.1\r\n"), "{name}");
-        assert!(request_body(&conn.egress) == *b, "{name}: body of {} bytes", b.len());
+        assert!(
+            conn.egress.starts_with(b"POST /post HTTP/1.1\r\n"),
+            "{name}"
+        );
+        assert!(
+            request_body(&conn.egress) == *b,
+            "{name}: body of {} bytes",
+            b.len()
+        );
         let (_, rbody) = split_http(&conn.ingress);
         assert_eq!(rbody, b"posted\n", "{name}");
         assert_server_mirror(&events, &nginx, &conn, m);
@@ -190,7 +243,10 @@ fn python_urllib_requests_and_httpx_are_captured() {
         .collect();
     assert_eq!(whole.len(), 1, "one 1 MiB message");
     assert_eq!(whole[0]["tls"]["function"], "SSL_write_ex");
-    assert!(telltale_tests::plaintext(whole[0]) == *b, "1 MiB body {m} intact in one event");
+    assert!(
+        telltale_tests::plaintext(whole[0]) == *b,
+        "1 MiB body {m} intact in one event"
+    );
 }
 
 const NODE_CLIENTS: &str = r#"
@@ -256,7 +312,11 @@ fn node_https_module_and_fetch_are_captured() {
     for (m, b) in [(&m_https, &b_https), (&m_fetch, &b_fetch)] {
         let conn = connection_with(&events, run.pid, m);
         assert!(conn.egress.starts_with(b"POST /post HTTP/1.1\r\n"), "{m}");
-        assert!(request_body(&conn.egress) == *b, "{m}: body of {} bytes", b.len());
+        assert!(
+            request_body(&conn.egress) == *b,
+            "{m}: body of {} bytes",
+            b.len()
+        );
         let (_, rbody) = split_http(&conn.ingress);
         assert_eq!(rbody, b"posted\n");
         assert_server_mirror(&events, &nginx, &conn, m);
@@ -353,7 +413,9 @@ fn sixty_concurrent_connections_of_one_process_do_not_mix() {
     for (m, b) in &bodies {
         // Exactly one connection carries each marker, and it carries nothing else.
         let conn = connection_with(&events, run.pid, m);
-        let others = bodies.iter().filter(|(o, _)| o != m && contains(&conn.egress, o.as_bytes()));
+        let others = bodies
+            .iter()
+            .filter(|(o, _)| o != m && contains(&conn.egress, o.as_bytes()));
         assert_eq!(others.count(), 0, "{m} shares its connection");
         assert!(request_body(&conn.egress) == *b, "{m}: body intact");
         assert_server_mirror(&events, &nginx, &conn, m);
@@ -379,11 +441,15 @@ fn process_started_later_with_a_new_libssl_is_captured() {
     let _g = exclusive();
     let nginx = Nginx::start();
     let dir = tempfile::tempdir().expect("tmp");
-    let system = ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/lib64/libssl.so.3", "/usr/lib64/libssl.so.3"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .expect("a system libssl.so.3");
+    let system = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/lib64/libssl.so.3",
+        "/usr/lib64/libssl.so.3",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|p| p.exists())
+    .expect("a system libssl.so.3");
     let libdir = dir.path().join("lib");
     std::fs::create_dir(&libdir).expect("mkdir");
     let copy = libdir.join("libssl.so.3");
@@ -408,12 +474,18 @@ fn process_started_later_with_a_new_libssl_is_captured() {
     assert_no_loss(&events);
     let conn = connection_with(&events, run.pid, &m);
     assert!(conn.egress.starts_with(b"POST /post HTTP/1.1\r\n"));
-    let copy = std::fs::canonicalize(&copy).expect("canonical").display().to_string();
+    let copy = std::fs::canonicalize(&copy)
+        .expect("canonical")
+        .display()
+        .to_string();
     let libs: Vec<_> = data_events(&events)
         .filter(|e| e["process"]["pid"] == run.pid)
         .map(|e| e["tls"]["library"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert!(libs.iter().all(|l| *l == copy), "library of every event is the copy: {libs:?}\n{stderr}");
+    assert!(
+        libs.iter().all(|l| *l == copy),
+        "library of every event is the copy: {libs:?}\n{stderr}"
+    );
     assert!(stderr.contains(&copy), "the attach is logged");
 }
 
@@ -439,8 +511,14 @@ fn plaintext_is_only_printed_when_asked_for() {
     let (events, stderr) = sensor.stop();
     assert_eq!(data_events(&events).count(), 0);
     let all = serde_json::to_string(&events).expect("json");
-    assert!(!all.contains(&m) && !stderr.contains(&m), "the marker leaked");
+    assert!(
+        !all.contains(&m) && !stderr.contains(&m),
+        "the marker leaked"
+    );
     let fin = telltale_tests::final_status(&events);
     assert!(fin["kernel"]["calls"].as_u64().unwrap_or(0) >= 2, "{fin}");
-    assert!(stderr.contains("telltale stopped"), "final counters line: {stderr}");
+    assert!(
+        stderr.contains("telltale stopped"),
+        "final counters line: {stderr}"
+    );
 }

@@ -8,7 +8,11 @@ fn targets_lists_system_libssl_and_node_with_offsets() {
         .args(["targets", "--json"])
         .output()
         .expect("run telltale targets");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let targets = v["targets"].as_array().expect("targets");
     let find = |suffix: &str| {
@@ -24,7 +28,10 @@ fn targets_lists_system_libssl_and_node_with_offsets() {
         .iter()
         .map(|f| f["symbol"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(symbols, ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"]);
+    assert_eq!(
+        symbols,
+        ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"]
+    );
     if std::path::Path::new("/usr/bin/node").exists() {
         let node = find("/node").expect("node listed");
         assert_eq!(node["kind"], "executable");
@@ -45,5 +52,8 @@ fn bad_configuration_fails_with_file_and_reason() {
         .expect("run telltale config");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml") && err.contains("ring_buffer_bytes"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("ring_buffer_bytes"),
+        "{err}"
+    );
 }

@@ -47,7 +47,7 @@ enum Task {
     /// Set everything up, build the sensor in release mode and run `telltale run`.
     ///
     /// Capturing needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_ADMIN).
-    /// Example: `./x run -- --emit alert,data`.
+    /// Example: `./x run -- --emit alerts,data`.
     Run {
         /// Build and run the debug profile instead of release.
         #[arg(long)]

@@ -18,6 +18,15 @@ pub struct FunctionSite {
     pub size: u64,
 }
 
+/// What a file offers to hook.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSymbols {
+    /// The read/write functions; empty when the file is no TLS library.
+    pub io: Vec<FunctionSite>,
+    /// File offset of `SSL_free`, which marks the end of a connection.
+    pub free_offset: Option<u64>,
+}
+
 /// Why a file could not be inspected.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
@@ -46,7 +55,7 @@ pub enum ElfError {
 ///
 /// Both `SSL_write` and `SSL_read` must be present: a file defining only one of
 /// them is not a TLS library we understand, and half a connection would mislead.
-pub fn tls_functions(path: &Path) -> Result<Vec<FunctionSite>, ElfError> {
+pub fn tls_functions(path: &Path) -> Result<TlsSymbols, ElfError> {
     let io = |source| ElfError::Io {
         path: path.display().to_string(),
         source,
@@ -62,14 +71,19 @@ pub fn tls_functions(path: &Path) -> Result<Vec<FunctionSite>, ElfError> {
 }
 
 /// [`tls_functions`] on the bytes of an ELF file.
-pub fn tls_functions_in(data: &[u8]) -> Result<Vec<FunctionSite>, object::Error> {
+pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
     let obj = object::File::parse(data)?;
     let mut sites: Vec<FunctionSite> = Vec::new();
+    let mut free_offset = None;
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
         if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
+        if name == sensor_common::SSL_FREE_SYMBOL && free_offset.is_none() {
+            free_offset = file_offset(&obj, sym.address());
+            continue;
+        }
         let Some(function) = TlsFunction::ALL.into_iter().find(|f| f.symbol() == name) else {
             continue;
         };
@@ -88,10 +102,13 @@ pub fn tls_functions_in(data: &[u8]) -> Result<Vec<FunctionSite>, object::Error>
     }
     let has = |f| sites.iter().any(|s| s.function == f);
     if !(has(TlsFunction::SslWrite) && has(TlsFunction::SslRead)) {
-        return Ok(Vec::new());
+        return Ok(TlsSymbols::default());
     }
     sites.sort_by_key(|s| s.function as u8);
-    Ok(sites)
+    Ok(TlsSymbols {
+        io: sites,
+        free_offset,
+    })
 }
 
 /// Converts a virtual address to a file offset through the loadable segments.
@@ -120,9 +137,14 @@ mod tests {
             eprintln!("skipping: no system libssl.so.3 on this machine");
             return;
         };
-        let sites = tls_functions(path).expect("libssl parses");
+        let found = tls_functions(path).expect("libssl parses");
+        assert!(found.free_offset.is_some(), "SSL_free found");
+        let sites = found.io;
         let names: Vec<_> = sites.iter().map(|s| s.function.symbol()).collect();
-        assert_eq!(names, ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"]);
+        assert_eq!(
+            names,
+            ["SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex"]
+        );
         let len = std::fs::metadata(path).expect("stat").len();
         for s in &sites {
             assert!(s.file_offset > 0 && s.file_offset < len, "{s:?}");
@@ -134,6 +156,11 @@ mod tests {
     fn non_tls_and_garbage_files_yield_nothing() {
         assert!(tls_functions_in(b"not an elf").is_err());
         let own = std::env::current_exe().expect("test binary");
-        assert!(tls_functions(&own).expect("own binary parses").is_empty());
+        assert!(
+            tls_functions(&own)
+                .expect("own binary parses")
+                .io
+                .is_empty()
+        );
     }
 }

@@ -20,10 +20,21 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Entry and return program names per function, as defined in sensor-ebpf.
 const PROGRAMS: [(TlsFunction, &str, &str); 4] = [
     (TlsFunction::SslWrite, "ssl_write_enter", "ssl_write_exit"),
-    (TlsFunction::SslWriteEx, "ssl_write_ex_enter", "ssl_write_ex_exit"),
+    (
+        TlsFunction::SslWriteEx,
+        "ssl_write_ex_enter",
+        "ssl_write_ex_exit",
+    ),
     (TlsFunction::SslRead, "ssl_read_enter", "ssl_read_exit"),
-    (TlsFunction::SslReadEx, "ssl_read_ex_enter", "ssl_read_ex_exit"),
+    (
+        TlsFunction::SslReadEx,
+        "ssl_read_ex_enter",
+        "ssl_read_ex_exit",
+    ),
 ];
+
+/// Entry program marking the end of a connection.
+const FREE_PROGRAM: &str = "ssl_free_enter";
 
 /// How one function of one target was hooked.
 #[derive(Debug, Clone, Serialize)]
@@ -68,19 +79,19 @@ impl Probes {
             .override_global("TELLTALE_USE_COOKIE", &flag, true)
             .load(EBPF_OBJECT)
             .map_err(|e| CaptureError::Load(e.to_string()))?;
-        for (_, enter, exit) in PROGRAMS {
-            for name in [enter, exit] {
-                let prog: &mut UProbe = program(&mut ebpf, name)?;
-                prog.load().map_err(|e| CaptureError::Program {
-                    name,
-                    error: format!("{e:#}"),
-                })?;
-            }
+        let names = PROGRAMS.iter().flat_map(|(_, enter, exit)| [*enter, *exit]);
+        for name in names.chain([FREE_PROGRAM]) {
+            let prog: &mut UProbe = program(&mut ebpf, name)?;
+            prog.load().map_err(|e| CaptureError::Program {
+                name,
+                error: format!("{e:#}"),
+            })?;
         }
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or(CaptureError::MissingMap("COUNTERS"))?;
-        let counters = PerCpuArray::try_from(counters).map_err(|e| CaptureError::Load(e.to_string()))?;
+        let counters =
+            PerCpuArray::try_from(counters).map_err(|e| CaptureError::Load(e.to_string()))?;
         Ok(Self {
             ebpf: Some(ebpf),
             counters,
@@ -130,7 +141,31 @@ impl Probes {
             report.push(FunctionAttachment {
                 symbol: site.function.symbol(),
                 offset: format!("{:#x}", site.file_offset),
-                strategy: if result.is_ok() { "entry+uretprobe" } else { "failed" },
+                strategy: if result.is_ok() {
+                    "entry+uretprobe"
+                } else {
+                    "failed"
+                },
+                error: result.err().map(|e| e.to_string()),
+            });
+        }
+        if let Some(offset) = target.free_offset {
+            let result = program(ebpf, FREE_PROGRAM).and_then(|prog| {
+                prog.attach(
+                    [UProbeAttachLocation::AbsoluteOffset(offset)],
+                    &target.path,
+                    UProbeScope::AllProcesses,
+                )
+                .map(drop)
+                .map_err(|e| CaptureError::Program {
+                    name: FREE_PROGRAM,
+                    error: format!("{e:#}"),
+                })
+            });
+            report.push(FunctionAttachment {
+                symbol: sensor_common::SSL_FREE_SYMBOL,
+                offset: format!("{offset:#x}"),
+                strategy: if result.is_ok() { "entry" } else { "failed" },
                 error: result.err().map(|e| e.to_string()),
             });
         }

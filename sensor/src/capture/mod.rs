@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
 pub use loader::{FunctionAttachment, KernelCounters};
-pub use record::{Chunk, comm_str};
+pub use record::{Chunk, Record, comm_str};
 pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};
 
 /// Why capture could not start.
@@ -131,9 +131,9 @@ impl Capture {
             .map(|t| t.target.path.as_path())
     }
 
-    /// Waits until the ring buffer has data, then hands every available chunk to
+    /// Waits until the ring buffer has data, then hands every available record to
     /// `f`. Returns the number of records read.
-    pub async fn read<F: FnMut(Chunk<'_>)>(&mut self, f: F) -> std::io::Result<usize> {
+    pub async fn read<F: FnMut(Record<'_>)>(&mut self, f: F) -> std::io::Result<usize> {
         let mut guard = self.ring.readable_mut().await?;
         let n = drain_ring(guard.get_inner_mut(), &mut self.record_errors, f);
         guard.clear_ready();
@@ -141,7 +141,7 @@ impl Capture {
     }
 
     /// Hands every chunk already in the ring buffer to `f`, without waiting.
-    pub fn drain<F: FnMut(Chunk<'_>)>(&mut self, f: F) -> usize {
+    pub fn drain<F: FnMut(Record<'_>)>(&mut self, f: F) -> usize {
         drain_ring(self.ring.get_mut(), &mut self.record_errors, f)
     }
 
@@ -162,7 +162,7 @@ impl Capture {
     }
 }
 
-fn drain_ring<F: FnMut(Chunk<'_>)>(
+fn drain_ring<F: FnMut(Record<'_>)>(
     ring: &mut RingBuf<MapData>,
     errors: &mut u64,
     mut f: F,
@@ -171,7 +171,7 @@ fn drain_ring<F: FnMut(Chunk<'_>)>(
     while let Some(item) = ring.next() {
         n += 1;
         match record::parse(&item) {
-            Ok(chunk) => f(chunk),
+            Ok(record) => f(record),
             Err(e) => {
                 *errors += 1;
                 tracing::warn!(error = %e, "dropping malformed ring-buffer record");

@@ -1,9 +1,29 @@
 //! Parsing of raw ring-buffer records into typed chunks.
 
 use sensor_common::{
-    ABI_VERSION, COMM_LEN, Direction, RecordKind, TLS_CHUNK_HEADER_LEN, TlsChunkHeader,
-    TlsFunction,
+    ABI_VERSION, COMM_LEN, ConnCloseRecord, Direction, RecordKind, TLS_CHUNK_HEADER_LEN,
+    TlsChunkHeader, TlsFunction,
 };
+
+/// One record from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// Plaintext.
+    Chunk(Chunk<'a>),
+    /// A connection object was freed.
+    Close(Close),
+}
+
+/// The end of a connection: `SSL_free` on `conn` in process `pid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    /// Process id.
+    pub pid: u32,
+    /// The freed `SSL *`.
+    pub conn: u64,
+    /// `CLOCK_MONOTONIC` ns of the call.
+    pub ts_ns: u64,
+}
 
 /// One chunk of plaintext from one SSL call, as the kernel delivered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,22 +77,42 @@ pub enum RecordError {
 }
 
 /// Parses one record from the `EVENTS` ring buffer.
-pub fn parse(buf: &[u8]) -> Result<Chunk<'_>, RecordError> {
+pub fn parse(buf: &[u8]) -> Result<Record<'_>, RecordError> {
+    let kind_abi = buf.get(..4).ok_or(RecordError::Short(buf.len()))?;
+    let kind = u16::from_ne_bytes([kind_abi[0], kind_abi[1]]);
+    let abi = u16::from_ne_bytes([kind_abi[2], kind_abi[3]]);
+    if abi != ABI_VERSION {
+        return Err(RecordError::Abi { found: abi });
+    }
+    match RecordKind::from_u16(kind) {
+        Some(RecordKind::TlsChunk) => parse_chunk(buf).map(Record::Chunk),
+        Some(RecordKind::ConnClose) => parse_close(buf).map(Record::Close),
+        None => Err(RecordError::Kind(kind)),
+    }
+}
+
+fn parse_close(buf: &[u8]) -> Result<Close, RecordError> {
+    if buf.len() < std::mem::size_of::<ConnCloseRecord>() {
+        return Err(RecordError::Short(buf.len()));
+    }
+    // SAFETY: length checked; any bit pattern is a valid ConnCloseRecord.
+    let r: ConnCloseRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    Ok(Close {
+        pid: r.pid,
+        conn: r.conn,
+        ts_ns: r.ts_ns,
+    })
+}
+
+fn parse_chunk(buf: &[u8]) -> Result<Chunk<'_>, RecordError> {
     if buf.len() < TLS_CHUNK_HEADER_LEN {
         return Err(RecordError::Short(buf.len()));
     }
     // SAFETY: the length was checked; read_unaligned copes with any alignment and
     // every bit pattern is a valid TlsChunkHeader (plain integers and arrays).
     let h: TlsChunkHeader = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
-    if RecordKind::from_u16(h.kind) != Some(RecordKind::TlsChunk) {
-        return Err(RecordError::Kind(h.kind));
-    }
-    if h.abi != ABI_VERSION {
-        return Err(RecordError::Abi { found: h.abi });
-    }
     let function = TlsFunction::from_u8(h.function).ok_or(RecordError::Malformed("function"))?;
-    let direction =
-        Direction::from_u8(h.direction).ok_or(RecordError::Malformed("direction"))?;
+    let direction = Direction::from_u8(h.direction).ok_or(RecordError::Malformed("direction"))?;
     if direction != function.direction() {
         return Err(RecordError::Malformed("direction does not match function"));
     }
@@ -149,7 +189,9 @@ pub(crate) mod tests {
     #[test]
     fn parses_a_valid_record() {
         let r = record(&header(0, 5, 5), b"hello");
-        let c = parse(&r).expect("valid");
+        let Ok(Record::Chunk(c)) = parse(&r) else {
+            panic!("a chunk")
+        };
         assert_eq!(c.data, b"hello");
         assert_eq!(c.pid, 10);
         assert_eq!(c.function, TlsFunction::SslWrite);
@@ -159,16 +201,33 @@ pub(crate) mod tests {
     #[test]
     fn rejects_bad_records() {
         assert_eq!(parse(&[0u8; 3]), Err(RecordError::Short(3)));
+        let mut close = vec![0u8; 32];
+        close[..2].copy_from_slice(&(RecordKind::ConnClose as u16).to_ne_bytes());
+        close[2..4].copy_from_slice(&ABI_VERSION.to_ne_bytes());
+        assert!(matches!(parse(&close), Ok(Record::Close(_))));
+        assert_eq!(parse(&close[..20]), Err(RecordError::Short(20)));
         let mut h = header(0, 5, 5);
         h.abi = 99;
-        assert_eq!(parse(&record(&h, b"hello")), Err(RecordError::Abi { found: 99 }));
+        assert_eq!(
+            parse(&record(&h, b"hello")),
+            Err(RecordError::Abi { found: 99 })
+        );
         let h = header(0, 10, 10);
-        assert!(matches!(parse(&record(&h, b"hello")), Err(RecordError::Malformed(_))));
+        assert!(matches!(
+            parse(&record(&h, b"hello")),
+            Err(RecordError::Malformed(_))
+        ));
         let h = header(8, 5, 10);
-        assert!(matches!(parse(&record(&h, b"hello")), Err(RecordError::Malformed(_))));
+        assert!(matches!(
+            parse(&record(&h, b"hello")),
+            Err(RecordError::Malformed(_))
+        ));
         let mut h = header(0, 5, 5);
         h.direction = Direction::Ingress as u8;
-        assert!(matches!(parse(&record(&h, b"hello")), Err(RecordError::Malformed(_))));
+        assert!(matches!(
+            parse(&record(&h, b"hello")),
+            Err(RecordError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -49,9 +49,19 @@ pub struct Target {
     /// The functions found, with their offsets.
     #[serde(serialize_with = "ser_sites")]
     pub functions: Vec<FunctionSite>,
+    /// File offset of `SSL_free`, hooked to learn when a connection ends.
+    #[serde(serialize_with = "ser_offset")]
+    pub free_offset: Option<u64>,
     /// Why the file was considered, e.g. "standard library path" or
     /// "mapped by pid 42 (curl)".
     pub reasons: Vec<String>,
+}
+
+fn ser_offset<S: serde::Serializer>(off: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match off {
+        Some(o) => s.serialize_str(&format!("{o:#x}")),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_sites<S: serde::Serializer>(sites: &[FunctionSite], s: S) -> Result<S::Ok, S::Error> {
@@ -123,11 +133,21 @@ impl Discovery {
         }
         for name in &cfg.runtimes {
             for path in runtime_paths(name) {
-                push_file(&path, TargetKind::Executable, "runtime on PATH", &mut candidates);
+                push_file(
+                    &path,
+                    TargetKind::Executable,
+                    "runtime on PATH",
+                    &mut candidates,
+                );
             }
         }
         for path in &cfg.extra {
-            if !push_file(path, TargetKind::Executable, "configured target", &mut candidates) {
+            if !push_file(
+                path,
+                TargetKind::Executable,
+                "configured target",
+                &mut candidates,
+            ) {
                 self.skip_once(path, "does not exist or is not a regular file");
             }
         }
@@ -152,14 +172,14 @@ impl Discovery {
         let mut files: Vec<_> = by_file.into_values().collect();
         files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         for (c, reasons) in files {
-            let sites = match elf::tls_functions(&c.path) {
-                Ok(sites) => sites,
+            let symbols = match elf::tls_functions(&c.path) {
+                Ok(symbols) => symbols,
                 Err(e) => {
                     tracing::debug!(path = %c.path.display(), error = %e, "not inspectable");
-                    Vec::new()
+                    elf::TlsSymbols::default()
                 }
             };
-            if sites.is_empty() {
+            if symbols.io.is_empty() {
                 if reasons.contains("configured target") {
                     self.skip_once(&c.path, "defines no SSL_write/SSL_read symbols");
                 }
@@ -175,7 +195,8 @@ impl Discovery {
                 file: c.file,
                 kind: c.kind,
                 library: "openssl",
-                functions: sites,
+                functions: symbols.io,
+                free_offset: symbols.free_offset,
                 reasons: reasons.into_iter().collect(),
             });
         }
@@ -240,7 +261,13 @@ fn library_files(dir: &Path, out: &mut Vec<Candidate>) {
 fn runtime_paths(name: &str) -> Vec<PathBuf> {
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path_var).collect();
-    for d in ["/usr/local/bin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/sbin"] {
+    for d in [
+        "/usr/local/bin",
+        "/usr/bin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/sbin",
+    ] {
         dirs.push(PathBuf::from(d));
     }
     dirs.into_iter()
@@ -268,7 +295,10 @@ pub(crate) fn exec_mappings(maps: &str) -> impl Iterator<Item = Mapping<'_>> {
         let dev = f.next()?;
         let ino: u64 = f.next()?.parse().ok()?;
         let path = f.next()?.trim_start();
-        if !perms.contains('x') || ino == 0 || !path.starts_with('/') || path.ends_with(" (deleted)")
+        if !perms.contains('x')
+            || ino == 0
+            || !path.starts_with('/')
+            || path.ends_with(" (deleted)")
         {
             return None;
         }
@@ -289,7 +319,11 @@ fn process_files(out: &mut Vec<Candidate>) {
     };
     let mut seen: BTreeSet<(u64, u64)> = BTreeSet::new();
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
@@ -299,7 +333,10 @@ fn process_files(out: &mut Vec<Candidate>) {
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         for m in exec_mappings(&maps) {
             let dev = libc::makedev(m.dev_major, m.dev_minor);
-            let name = Path::new(m.path).file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let name = Path::new(m.path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
             let is_exe = exe.as_deref() == Some(Path::new(m.path));
             if !(is_exe || is_libssl_name(name)) || !seen.insert((dev, m.ino)) {
                 continue;
@@ -348,7 +385,10 @@ mod tests {
         let got: Vec<_> = exec_mappings(maps).collect();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].path, "/usr/bin/curl");
-        assert_eq!((got[0].dev_major, got[0].dev_minor, got[0].ino), (0xfd, 1, 1234));
+        assert_eq!(
+            (got[0].dev_major, got[0].dev_minor, got[0].ino),
+            (0xfd, 1, 1234)
+        );
         assert_eq!(got[1].path, "/usr/lib/x86_64-linux-gnu/libssl.so.3");
         assert_eq!(got[2].path, "/opt/with space/lib.so");
     }

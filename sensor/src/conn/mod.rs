@@ -4,7 +4,9 @@
 //! The kernel emits the chunks of one call back to back from one thread, so a
 //! message is complete when its chunks cover `0..total_len`. A chunk that does not
 //! continue the pending message (a gap after a ring-buffer drop) ends that message
-//! as incomplete. Memory is bounded: at most `max_pending` partial messages and
+//! as incomplete. A connection object's address is reused after `SSL_free`, so
+//! each (process, address) pair gets a fresh connection id after every close.
+//! Memory is bounded: at most `max_pending` partial messages and
 //! `max_pending_bytes` buffered bytes; the oldest partial message is given up
 //! first, and every such loss is counted.
 
@@ -15,18 +17,21 @@ use serde::Serialize;
 
 use crate::capture::Chunk;
 
-/// Names a TLS connection: the process and the library's connection object.
+/// Names a TLS connection: the process, the library's connection object, and a
+/// sensor-wide id that tells apart connections that reused one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
     /// Process id.
     pub pid: u32,
     /// `SSL *` address in that process.
     pub conn: u64,
+    /// Unique for the sensor's lifetime.
+    pub id: u64,
 }
 
 impl std::fmt::Display for ConnKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{:#x}", self.pid, self.conn)
+        write!(f, "{}:{:#x}:{}", self.pid, self.conn, self.id)
     }
 }
 
@@ -71,6 +76,8 @@ pub struct Limits {
     pub max_pending_bytes: usize,
     /// A partial message that received nothing for this long is given up.
     pub stale_after_ns: u64,
+    /// Open connections remembered at once.
+    pub max_connections: usize,
 }
 
 /// What the reassembler gave up on, for `sensor.status`.
@@ -86,6 +93,11 @@ pub struct ReassemblyStats {
     pub orphan_chunks: u64,
     /// Bytes in those chunks.
     pub orphan_bytes: u64,
+    /// Connections closed by their process.
+    pub closed: u64,
+    /// Connections forgotten without a close (their process exited, or the
+    /// connection table was full).
+    pub forgotten: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,6 +120,9 @@ struct Pending {
 #[derive(Debug)]
 pub struct Reassembler {
     limits: Limits,
+    /// Connection ids of open connections, by (pid, address).
+    conns: HashMap<(u32, u64), u64>,
+    next_conn_id: u64,
     pending: HashMap<StreamKey, Pending>,
     pending_bytes: usize,
     seq: u64,
@@ -119,6 +134,8 @@ impl Reassembler {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
+            conns: HashMap::new(),
+            next_conn_id: 0,
             pending: HashMap::new(),
             pending_bytes: 0,
             seq: 0,
@@ -137,12 +154,51 @@ impl Reassembler {
         self.pending.len()
     }
 
+    /// The id of the open connection at (pid, address), allocating one for a new
+    /// connection.
+    fn conn_id(&mut self, pid: u32, conn: u64) -> u64 {
+        if let Some(id) = self.conns.get(&(pid, conn)) {
+            return *id;
+        }
+        if self.conns.len() >= self.limits.max_connections {
+            self.prune_connections();
+        }
+        self.next_conn_id += 1;
+        self.conns.insert((pid, conn), self.next_conn_id);
+        self.next_conn_id
+    }
+
+    /// Makes room in the connection table: first forget connections of processes
+    /// that no longer exist, then the oldest half.
+    fn prune_connections(&mut self) {
+        let before = self.conns.len();
+        self.conns
+            .retain(|(pid, _), _| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if self.conns.len() >= self.limits.max_connections {
+            let mut ids: Vec<u64> = self.conns.values().copied().collect();
+            ids.sort_unstable();
+            let cut = ids[ids.len() / 2];
+            self.conns.retain(|_, id| *id > cut);
+        }
+        self.stats.forgotten += (before - self.conns.len()) as u64;
+    }
+
+    /// A process freed the connection object at `conn`: the next connection at
+    /// that address is a new one.
+    pub fn close(&mut self, pid: u32, conn: u64) {
+        if self.conns.remove(&(pid, conn)).is_some() {
+            self.stats.closed += 1;
+        }
+    }
+
     /// Feeds one chunk; messages it completes or ends are passed to `out`.
     pub fn push<F: FnMut(TlsMessage)>(&mut self, c: &Chunk<'_>, mut out: F) {
+        let id = self.conn_id(c.pid, c.conn);
         let sk = StreamKey {
             key: ConnKey {
                 pid: c.pid,
                 conn: c.conn,
+                id,
             },
             tid: c.tid,
             direction: c.direction,
@@ -254,7 +310,11 @@ impl Reassembler {
         while self.pending.len() > self.limits.max_pending
             || self.pending_bytes > self.limits.max_pending_bytes
         {
-            let Some(oldest) = self.pending.iter().min_by_key(|(_, p)| p.seq).map(|(k, _)| *k)
+            let Some(oldest) = self
+                .pending
+                .iter()
+                .min_by_key(|(_, p)| p.seq)
+                .map(|(k, _)| *k)
             else {
                 break;
             };
@@ -283,6 +343,7 @@ mod tests {
         max_pending: 4,
         max_pending_bytes: 1 << 20,
         stale_after_ns: 1_000,
+        max_connections: 1024,
     };
 
     fn chunk(tid: u32, conn: u64, offset: u64, data: &[u8], total: u64) -> Chunk<'_> {
@@ -334,7 +395,10 @@ mod tests {
             ],
         );
         assert_eq!(out.len(), 2);
-        assert_eq!((out[0].key.conn, out[0].data.as_slice()), (7, &b"aaabbb"[..]));
+        assert_eq!(
+            (out[0].key.conn, out[0].data.as_slice()),
+            (7, &b"aaabbb"[..])
+        );
         assert_eq!((out[1].key.conn, out[1].data.as_slice()), (8, &b"xxyy"[..]));
         assert!(out.iter().all(|m| m.complete));
     }
@@ -342,7 +406,10 @@ mod tests {
     #[test]
     fn a_gap_ends_the_message_as_incomplete_and_counts_the_orphan() {
         let mut r = Reassembler::new(LIMITS);
-        let out = run(&mut r, &[chunk(1, 7, 0, b"aaa", 9), chunk(1, 7, 6, b"ccc", 9)]);
+        let out = run(
+            &mut r,
+            &[chunk(1, 7, 0, b"aaa", 9), chunk(1, 7, 6, b"ccc", 9)],
+        );
         assert_eq!(out.len(), 1);
         assert!(!out[0].complete);
         assert_eq!(out[0].data, b"aaa");
@@ -353,7 +420,10 @@ mod tests {
     #[test]
     fn a_new_message_ends_the_unfinished_one() {
         let mut r = Reassembler::new(LIMITS);
-        let out = run(&mut r, &[chunk(1, 7, 0, b"aaa", 9), chunk(1, 7, 0, b"new", 3)]);
+        let out = run(
+            &mut r,
+            &[chunk(1, 7, 0, b"aaa", 9), chunk(1, 7, 0, b"new", 3)],
+        );
         assert_eq!(out.len(), 2);
         assert!(!out[0].complete);
         assert!(out[1].complete);
@@ -381,10 +451,40 @@ mod tests {
             max_pending_bytes: 5,
             ..LIMITS
         });
-        let out = run(&mut r, &[chunk(1, 7, 0, b"aaaa", 10), chunk(2, 7, 0, b"bbbb", 10)]);
+        let out = run(
+            &mut r,
+            &[chunk(1, 7, 0, b"aaaa", 10), chunk(2, 7, 0, b"bbbb", 10)],
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].tid, 1);
         assert!(r.pending_bytes <= 5);
+    }
+
+    #[test]
+    fn a_reused_address_after_close_is_a_new_connection() {
+        let mut r = Reassembler::new(LIMITS);
+        let a = run(&mut r, &[chunk(1, 7, 0, b"one", 3)]);
+        let b = run(&mut r, &[chunk(1, 7, 0, b"two", 3)]);
+        assert_eq!(a[0].key, b[0].key, "same connection until closed");
+        r.close(1, 7);
+        let c = run(&mut r, &[chunk(1, 7, 0, b"three", 5)]);
+        assert_ne!(a[0].key.id, c[0].key.id);
+        assert_ne!(a[0].key.to_string(), c[0].key.to_string());
+        assert_eq!(r.stats().closed, 1);
+    }
+
+    #[test]
+    fn the_connection_table_is_bounded() {
+        let mut r = Reassembler::new(Limits {
+            max_connections: 8,
+            ..LIMITS
+        });
+        // pid 1 exists (init), so only the age rule can make room.
+        for conn in 0..100u64 {
+            run(&mut r, &[chunk(1, conn, 0, b"x", 1)]);
+            assert!(r.conns.len() <= 8);
+        }
+        assert!(r.stats().forgotten > 0);
     }
 
     #[test]
