@@ -6,6 +6,7 @@
 //! [`ABI_VERSION`]; the compile-time assertions below catch accidental changes.
 #![no_std]
 
+pub mod probe;
 pub mod tls;
 
 pub use tls::*;

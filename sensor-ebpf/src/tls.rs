@@ -5,17 +5,19 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
         generated::{bpf_get_attach_cookie, bpf_probe_read_user},
     },
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, RingBuf},
+    maps::{LruHashMap, RingBuf},
     programs::{ProbeContext, RetProbeContext},
 };
 use sensor_common::{
     ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, ConnCloseRecord, Counter, MAX_ACTIVE_CALLS,
     MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS, RecordKind, TAIL_BUCKETS, TlsChunkHeader, TlsFunction,
+    probe::{EntryCookie, ReturnCookie, cookie_target},
 };
 
 use crate::counters;
@@ -24,15 +26,39 @@ use crate::counters;
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(sensor_common::DEFAULT_RING_BYTES, 0);
 
-/// Arguments of SSL calls in flight, keyed by `pid_tgid`.
+/// Arguments of SSL calls in flight, keyed by `pid_tgid`. LRU, so that entries
+/// of calls that never reach their return probe (a thread that died, an error
+/// path that skips the return site) age out instead of filling the map.
 #[map]
-static ACTIVE: HashMap<u64, ActiveCall> = HashMap::with_max_entries(MAX_ACTIVE_CALLS, 0);
+static ACTIVE: LruHashMap<u64, ActiveCall> = LruHashMap::with_max_entries(MAX_ACTIVE_CALLS, 0);
 
 /// Set to 1 by the loader when the kernel supports `bpf_get_attach_cookie` for
 /// uprobes (5.15+). The verifier then sees a constant and never visits the helper
 /// call on kernels that lack it.
 #[unsafe(no_mangle)]
 static TELLTALE_USE_COOKIE: u8 = 0;
+
+/// Bytes of unread data in the ring buffer above which a submit wakes user space.
+/// Below it records are submitted without a wakeup and user space polls on a
+/// short timer: one wakeup per record costs several microseconds per call.
+/// Set by the loader; 0 wakes on every record.
+#[unsafe(no_mangle)]
+static TELLTALE_WAKEUP_BYTES: u64 = 0;
+
+/// Submit flags for the record just filled.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    // SAFETY: reading a constant global.
+    let threshold = unsafe { core::ptr::read_volatile(&raw const TELLTALE_WAKEUP_BYTES) };
+    if threshold == 0 {
+        return 0;
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
 
 #[repr(C)]
 struct Chunk<const N: usize> {
@@ -51,20 +77,63 @@ fn attach_cookie<C: EbpfContext>(ctx: &C) -> u64 {
     }
 }
 
+/// Reads general-purpose register `n` (hardware numbering) of the probed task.
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn reg(ctx: &ProbeContext, n: u8) -> u64 {
+    // The verifier only allows fixed-offset loads from the context, and the
+    // compiler would turn a `match` on `n` into one load at a computed offset.
+    // So: copy the registers with volatile fixed-offset loads (which cannot be
+    // merged), then index the copy on the stack.
+    // SAFETY: `regs` is the program's context, valid for the whole call.
+    let r = unsafe { &*ctx.regs };
+    let rd = |p: &u64| unsafe { core::ptr::read_volatile(p) };
+    let all: [u64; 16] = [
+        rd(&r.rax),
+        rd(&r.rcx),
+        rd(&r.rdx),
+        rd(&r.rbx),
+        rd(&r.rsp),
+        rd(&r.rbp),
+        rd(&r.rsi),
+        rd(&r.rdi),
+        rd(&r.r8),
+        rd(&r.r9),
+        rd(&r.r10),
+        rd(&r.r11),
+        rd(&r.r12),
+        rd(&r.r13),
+        rd(&r.r14),
+        rd(&r.r15),
+    ];
+    all[(n & 15) as usize]
+}
+
 #[inline(always)]
 fn enter(ctx: &ProbeContext, function: TlsFunction) {
-    let conn: u64 = ctx.arg(0).unwrap_or(0);
-    let buf: u64 = ctx.arg(1).unwrap_or(0);
-    let len_out: u64 = if function.is_ex() {
-        ctx.arg(3).unwrap_or(0)
-    } else {
-        0
+    let cookie = attach_cookie(ctx);
+    // Probes placed past the first instruction learn from their cookie where
+    // the arguments are; other architectures only use first-instruction probes.
+    #[cfg(bpf_target_arch = "x86_64")]
+    let (conn, buf, len_out) = {
+        let c = EntryCookie::decode(cookie);
+        (reg(ctx, c.conn), reg(ctx, c.buf), reg(ctx, c.len_out))
     };
+    #[cfg(not(bpf_target_arch = "x86_64"))]
+    let (conn, buf, len_out): (u64, u64, u64) = {
+        let _ = EntryCookie::decode(cookie);
+        (
+            ctx.arg(0).unwrap_or(0),
+            ctx.arg(1).unwrap_or(0),
+            ctx.arg(3).unwrap_or(0),
+        )
+    };
+    let len_out = if function.is_ex() { len_out } else { 0 };
     let call = ActiveCall {
         conn,
         buf,
         len_out,
-        target: attach_cookie(ctx),
+        target: cookie_target(cookie),
         function: function as u8,
         _pad: [0; 7],
     };
@@ -74,20 +143,30 @@ fn enter(ctx: &ProbeContext, function: TlsFunction) {
     }
 }
 
+/// Takes this thread's entry state for `function`.
 #[inline(always)]
-fn exit(ctx: &RetProbeContext, function: TlsFunction) {
-    let id = bpf_get_current_pid_tgid();
+fn take_call(id: u64, function: TlsFunction) -> Option<ActiveCall> {
     // SAFETY: the value is copied out before the entry is removed.
     let Some(call) = (unsafe { ACTIVE.get(&id) }).copied() else {
         counters::add(Counter::OrphanReturns, 1);
-        return;
+        return None;
     };
     let _ = ACTIVE.remove(&id);
     if call.function != function as u8 {
         // Another SSL function's state: an entry was missed in between.
         counters::add(Counter::OrphanReturns, 1);
-        return;
+        return None;
     }
+    Some(call)
+}
+
+/// Return probe (uretprobe) of any of the four functions.
+#[inline(always)]
+fn exit(ctx: &RetProbeContext, function: TlsFunction) {
+    let id = bpf_get_current_pid_tgid();
+    let Some(call) = take_call(id, function) else {
+        return;
+    };
     // All four functions return `int`; the upper half of rax is undefined.
     let ret = ctx.ret::<u64>() as i32;
     let len = if function.is_ex() {
@@ -108,6 +187,46 @@ fn exit(ctx: &RetProbeContext, function: TlsFunction) {
         }
         ret as u64
     };
+    emit_call(id, &call, function, len);
+}
+
+/// Return-site probe of `SSL_write`/`SSL_read`: after the internal call, with
+/// its `int` result in a register and the byte count in a stack slot (both
+/// named by the cookie).
+#[cfg(bpf_target_arch = "x86_64")]
+#[inline(always)]
+fn return_site(ctx: &ProbeContext, function: TlsFunction) {
+    let id = bpf_get_current_pid_tgid();
+    let Some(call) = take_call(id, function) else {
+        return;
+    };
+    let Some(c) = ReturnCookie::decode(attach_cookie(ctx)) else {
+        // Without a cookie the probe cannot know where its data is; user space
+        // never attaches it then.
+        return;
+    };
+    if (reg(ctx, c.result) as i32) <= 0 {
+        return;
+    }
+    let slot = reg(ctx, sensor_common::probe::reg::RSP) + c.count_slot as u64;
+    // SAFETY: bpf_probe_read_user validates the user pointer.
+    let len = match unsafe { aya_ebpf::helpers::bpf_probe_read_user(slot as *const u64) } {
+        Ok(n) => n,
+        Err(_) => {
+            counters::add(Counter::ReadFaults, 1);
+            return;
+        }
+    };
+    emit_call(id, &call, function, len);
+}
+
+#[cfg(not(bpf_target_arch = "x86_64"))]
+#[inline(always)]
+fn return_site(_ctx: &ProbeContext, _function: TlsFunction) {}
+
+/// Emits the `len` bytes a successful call transferred.
+#[inline(always)]
+fn emit_call(id: u64, call: &ActiveCall, function: TlsFunction, len: u64) {
     if len == 0 {
         return;
     }
@@ -205,7 +324,7 @@ fn emit_chunk<const N: usize>(hdr: &TlsChunkHeader, buf: u64, off: u64, len: u32
         counters::add(Counter::ReadFaults, 1);
         return false;
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     counters::add(Counter::Records, 1);
     counters::add(Counter::Bytes, n as u64);
     true
@@ -233,7 +352,7 @@ pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
         tid: id as u32,
         conn,
     });
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     counters::add(Counter::Records, 1);
     0
 }
@@ -251,6 +370,20 @@ macro_rules! probes {
             0
         }
     )*};
+}
+
+/// Return site of `SSL_write` (see user space's site analysis).
+#[uprobe]
+pub fn ssl_write_ret_site(ctx: ProbeContext) -> u32 {
+    return_site(&ctx, TlsFunction::SslWrite);
+    0
+}
+
+/// Return site of `SSL_read`.
+#[uprobe]
+pub fn ssl_read_ret_site(ctx: ProbeContext) -> u32 {
+    return_site(&ctx, TlsFunction::SslRead);
+    0
 }
 
 probes! {

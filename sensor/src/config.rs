@@ -58,6 +58,12 @@ pub struct CaptureCfg {
     pub scan_processes: bool,
     /// Rescan period in ms.
     pub rescan_interval_ms: u64,
+    /// Unread ring-buffer bytes above which the kernel wakes the reader (0: every record).
+    pub wakeup_bytes: u64,
+    /// Period of the reader's timer poll in ms.
+    pub poll_interval_ms: u64,
+    /// Place probes on emulated instructions where the analysis allows.
+    pub emulated_sites: bool,
 }
 
 /// `[reassembly]`
@@ -184,6 +190,18 @@ impl Config {
             return Err(invalid(
                 "reassembly.max_pending_bytes",
                 "must hold at least one 16 KiB chunk (16384)",
+            ));
+        }
+        if !(1..=1000).contains(&self.capture.poll_interval_ms) {
+            return Err(invalid(
+                "capture.poll_interval_ms",
+                "must be between 1 and 1000",
+            ));
+        }
+        if self.capture.wakeup_bytes >= u64::from(ring) {
+            return Err(invalid(
+                "capture.wakeup_bytes",
+                "must be smaller than capture.ring_buffer_bytes (0 wakes on every record)",
             ));
         }
         if self.capture.rescan_interval_ms < 100 {

@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use crate::{
-    capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig, Record},
+    capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig, LoadOptions, Record},
     clock::Clock,
     config::{Config, Emit},
     conn::{Limits, Reassembler, TlsMessage},
@@ -55,9 +55,16 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
         }
         for f in &t.functions {
             println!(
-                "    {:<13} offset {:#x}  strategy: entry+uretprobe",
+                "    {:<13} offset {:#x}  {}",
                 f.function.symbol(),
-                f.file_offset
+                f.file_offset,
+                f.plan.describe()
+            );
+        }
+        if let Some(o) = t.free_offset {
+            println!(
+                "    {:<13} offset {o:#x}  entry: marks the end of a connection",
+                "SSL_free"
             );
         }
     }
@@ -148,8 +155,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         events,
         stats: PipelineStats::default(),
     };
-    let mut capture = Capture::start(discovery_config(&cfg), cfg.capture.ring_buffer_bytes)
-        .context("starting capture")?;
+    let opts = LoadOptions {
+        ring_bytes: cfg.capture.ring_buffer_bytes,
+        wakeup_bytes: cfg.capture.wakeup_bytes,
+        emulated_sites: cfg.capture.emulated_sites,
+    };
+    let mut capture = Capture::start(discovery_config(&cfg), opts).context("starting capture")?;
     let mut reasm = Reassembler::new(Limits {
         max_pending: cfg.reassembly.max_pending_messages,
         max_pending_bytes: cfg.reassembly.max_pending_bytes,
@@ -183,12 +194,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut status = interval(status_every);
     status.reset();
     let mut housekeeping = interval(Duration::from_millis(500));
+    // Records below the wakeup threshold are submitted silently; this timer
+    // bounds how long they wait.
+    let mut poll = interval(Duration::from_millis(cfg.capture.poll_interval_ms));
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut msgs: Vec<TlsMessage> = Vec::new();
 
     loop {
         tokio::select! {
             r = capture.read(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs)) => {
                 r.context("reading the ring buffer")?;
+            }
+            _ = poll.tick() => {
+                capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs));
             }
             _ = rescan.tick() => {
                 let n = capture.rescan();

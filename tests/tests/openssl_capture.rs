@@ -522,3 +522,66 @@ fn plaintext_is_only_printed_when_asked_for() {
         "final counters line: {stderr}"
     );
 }
+
+/// The emulated probe sites and the entry+uretprobe fallback capture exactly
+/// the same bytes for the same exchange.
+#[test]
+fn emulated_sites_and_uretprobes_capture_the_same_bytes() {
+    if !can_load_probes("emulated_sites_and_uretprobes_capture_the_same_bytes") {
+        return;
+    }
+    let _g = exclusive();
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut captured = Vec::new();
+    for emulated in [true, false] {
+        let cfg = dir.path().join(format!("sites-{emulated}.toml"));
+        std::fs::write(&cfg, format!("[capture]\nemulated_sites = {emulated}\n")).expect("config");
+        let sensor = Sensor::start_with(&[], Some(&cfg));
+        let m = marker("sites");
+        let content = body(&m, 40_000);
+        let file = dir.path().join(&m);
+        std::fs::write(&file, &content).expect("write body");
+        let run = run_client(
+            Command::new("curl")
+                .args(["-sS", "--fail", "--http1.1", "--cacert"])
+                .arg(nginx.cert())
+                .args([
+                    "-H",
+                    &format!("X-Telltale-Marker: {m}"),
+                    "-o",
+                    "/dev/null",
+                    "-T",
+                ])
+                .arg(&file)
+                .arg(format!("https://127.0.0.1:{}/upload/{m}", nginx.port_tls13)),
+            CLIENT_TIMEOUT,
+        );
+        let (events, stderr) = sensor.stop();
+        assert_no_loss(&events);
+        let conn = connection_with(&events, run.pid, &m);
+        assert!(
+            request_body(&conn.egress) == content,
+            "emulated_sites={emulated}: body intact"
+        );
+        let functions: Vec<_> = data_events(&events)
+            .filter(|e| e["process"]["pid"] == run.pid)
+            .map(|e| e["tls"]["function"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert!(functions.iter().any(|f| f == "SSL_write"), "{functions:?}");
+        let strategy = if emulated {
+            "emulated-sites"
+        } else {
+            "entry+uretprobe"
+        };
+        assert!(
+            stderr.contains(&format!("SSL_write:{strategy}")),
+            "strategy {strategy} logged:\n{stderr}"
+        );
+        // Same shape either way: the head (minus the marker) and the body.
+        let (head, _) = split_http(&conn.egress);
+        let head = String::from_utf8_lossy(head).replace(&m, "MARKER");
+        captured.push((head, !conn.ingress.is_empty()));
+    }
+    assert_eq!(captured[0], captured[1]);
+}

@@ -5,8 +5,10 @@ use std::{fs::File, path::Path};
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use sensor_common::TlsFunction;
 
+use super::sites::{self, Plan};
+
 /// Where one TLS function lives in a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSite {
     /// Which function.
     pub function: TlsFunction,
@@ -16,6 +18,8 @@ pub struct FunctionSite {
     pub file_offset: u64,
     /// Size of the function's code in bytes, as the symbol table says.
     pub size: u64,
+    /// Where its probes go.
+    pub plan: Plan,
 }
 
 /// What a file offers to hook.
@@ -98,7 +102,44 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
             vaddr: sym.address(),
             file_offset,
             size: sym.size(),
+            plan: Plan::EntryUretprobe {
+                first_insn: String::new(),
+                emulated: false,
+                reason: String::new(),
+            },
         });
+    }
+    // Plan each function on its own bytes (bounded by its symbol size; the
+    // analysis only looks at the first instructions anyway).
+    let code = |s: &FunctionSite| {
+        let len = if s.size == 0 { 256 } else { s.size.min(4096) };
+        let start = usize::try_from(s.file_offset).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        data.get(start..end.min(data.len()))
+    };
+    let callee_of = |f: TlsFunction| {
+        let s = sites.iter().find(|s| s.function == f)?;
+        sites::first_call_target(code(s)?, s.vaddr)
+    };
+    // The site analysis decodes x86-64 only; elsewhere every function keeps the
+    // first-instruction plan.
+    let x86_64 = obj.architecture() == object::Architecture::X86_64;
+    let callees = [
+        (TlsFunction::SslWrite, callee_of(TlsFunction::SslWriteEx)),
+        (TlsFunction::SslRead, callee_of(TlsFunction::SslReadEx)),
+    ];
+    for i in 0..sites.len() {
+        let s = &sites[i];
+        let sibling = callees.iter().find(|c| c.0 == s.function).and_then(|c| c.1);
+        let plan = match code(s) {
+            Some(bytes) if x86_64 => sites::plan(s.function, bytes, s.vaddr, sibling),
+            _ => Plan::EntryUretprobe {
+                first_insn: "(not analysed)".to_owned(),
+                emulated: false,
+                reason: "site analysis covers x86-64 code only".to_owned(),
+            },
+        };
+        sites[i].plan = plan;
     }
     let has = |f| sites.iter().any(|s| s.function == f);
     if !(has(TlsFunction::SslWrite) && has(TlsFunction::SslRead)) {
@@ -150,6 +191,64 @@ mod tests {
             assert!(s.file_offset > 0 && s.file_offset < len, "{s:?}");
             assert!(s.size > 0, "{s:?}");
         }
+        // Debian's wrappers: SSL_write/SSL_read get emulated sites, the _ex
+        // variants fall back. Other builds may differ; the placement must then
+        // still be on decoded instruction boundaries (checked in sites.rs).
+        for s in &sites {
+            eprintln!("{}: {}", s.function.symbol(), s.plan.describe());
+        }
+    }
+
+    /// Every libssl and runtime on this machine: each planned site lies on an
+    /// instruction boundary of a linear decode from the function's start, is an
+    /// instruction the kernel emulates, and the return site follows the entry.
+    #[test]
+    fn sites_on_every_tls_build_here_are_sound() {
+        use iced_x86::{Decoder, DecoderOptions};
+        let mut files: Vec<std::path::PathBuf> = Vec::new();
+        for dir in ["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/lib"] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with("libssl.so") {
+                    files.push(e.path());
+                }
+            }
+        }
+        for exe in ["/usr/bin/node", "/usr/local/bin/node"] {
+            files.push(exe.into());
+        }
+        files.retain(|f| f.exists());
+        let mut checked = 0;
+        for f in &files {
+            let data = std::fs::read(f).expect("read");
+            let found = tls_functions_in(&data).expect("parses");
+            for s in &found.io {
+                let Plan::EmulatedSites { entry, ret } = &s.plan else {
+                    continue;
+                };
+                assert!(entry.offset < ret.offset, "{}: {:?}", f.display(), s.plan);
+                let start = s.file_offset as usize;
+                let code = &data[start..start + s.size as usize];
+                let mut d = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+                let mut seen = Vec::new();
+                while d.can_decode() && d.position() as u64 <= ret.offset {
+                    let ins = d.decode();
+                    seen.push((ins.ip(), super::sites::is_emulated(&ins)));
+                }
+                for off in [entry.offset, ret.offset] {
+                    assert!(
+                        seen.contains(&(off, true)),
+                        "{} {}: +{off:#x} is not an emulated instruction boundary",
+                        f.display(),
+                        s.function.symbol()
+                    );
+                }
+                checked += 1;
+            }
+        }
+        eprintln!(
+            "checked {checked} emulated placements in {} files",
+            files.len()
+        );
     }
 
     #[test]

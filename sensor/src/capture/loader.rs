@@ -9,10 +9,13 @@ use aya::{
     },
     util::KernelVersion,
 };
-use sensor_common::{Counter, TlsFunction};
+use sensor_common::{
+    Counter, TlsFunction,
+    probe::{EntryCookie, ReturnCookie},
+};
 use serde::Serialize;
 
-use super::{CaptureError, targets::Target};
+use super::{CaptureError, sites::Plan, targets::Target};
 
 /// The kernel programs, compiled by build.rs for the BPF target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/telltale-ebpf"));
@@ -36,6 +39,23 @@ const PROGRAMS: [(TlsFunction, &str, &str); 4] = [
 /// Entry program marking the end of a connection.
 const FREE_PROGRAM: &str = "ssl_free_enter";
 
+/// Return-site programs (see `sites`), per function.
+const RETURN_SITE_PROGRAMS: [(TlsFunction, &str); 2] = [
+    (TlsFunction::SslWrite, "ssl_write_ret_site"),
+    (TlsFunction::SslRead, "ssl_read_ret_site"),
+];
+
+/// Options of [`Probes::load`].
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Ring buffer size in bytes.
+    pub ring_bytes: u32,
+    /// Unread bytes above which a record wakes user space (0: every record).
+    pub wakeup_bytes: u64,
+    /// Use emulated probe sites where the analysis found them.
+    pub emulated_sites: bool,
+}
+
 /// How one function of one target was hooked.
 #[derive(Debug, Clone, Serialize)]
 pub struct FunctionAttachment {
@@ -43,8 +63,10 @@ pub struct FunctionAttachment {
     pub symbol: &'static str,
     /// File offset of the probe.
     pub offset: String,
-    /// `entry+uretprobe` when attached, else why it failed.
+    /// `emulated-sites`, `entry+uretprobe` or `entry` when attached, else `failed`.
     pub strategy: &'static str,
+    /// Where the probes sit and why.
+    pub detail: String,
     /// The attach error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -56,12 +78,13 @@ pub struct Probes {
     ebpf: Option<Ebpf>,
     counters: PerCpuArray<MapData, u64>,
     cookies: bool,
+    emulated_sites: bool,
 }
 
 impl Probes {
     /// Loads the programs with a ring buffer of `ring_bytes` bytes (a power of two
     /// multiple of the page size).
-    pub fn load(ring_bytes: u32) -> Result<Self, CaptureError> {
+    pub fn load(opts: LoadOptions) -> Result<Self, CaptureError> {
         // The memlock rlimit only matters before 5.11 (memcg accounting since);
         // raising it fails without CAP_SYS_RESOURCE, which is harmless.
         let rlim = libc::rlimit {
@@ -75,12 +98,16 @@ impl Probes {
         let cookies = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 15, 0));
         let flag: u8 = cookies.into();
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("EVENTS", ring_bytes)
+            .map_max_entries("EVENTS", opts.ring_bytes)
             .override_global("TELLTALE_USE_COOKIE", &flag, true)
+            .override_global("TELLTALE_WAKEUP_BYTES", &opts.wakeup_bytes, true)
             .load(EBPF_OBJECT)
             .map_err(|e| CaptureError::Load(e.to_string()))?;
         let names = PROGRAMS.iter().flat_map(|(_, enter, exit)| [*enter, *exit]);
-        for name in names.chain([FREE_PROGRAM]) {
+        let names = names
+            .chain(RETURN_SITE_PROGRAMS.iter().map(|p| p.1))
+            .chain([FREE_PROGRAM]);
+        for name in names {
             let prog: &mut UProbe = program(&mut ebpf, name)?;
             prog.load().map_err(|e| CaptureError::Program {
                 name,
@@ -96,6 +123,9 @@ impl Probes {
             ebpf: Some(ebpf),
             counters,
             cookies,
+            // Sites past the first instruction need cookies to say where the
+            // arguments are.
+            emulated_sites: opts.emulated_sites && cookies,
         })
     }
 
@@ -114,58 +144,98 @@ impl Probes {
         RingBuf::try_from(map).map_err(|e| CaptureError::Load(e.to_string()))
     }
 
-    /// Attaches entry and return probes to every function of `target`. A failure
-    /// on one function does not stop the others; the report says what happened.
+    /// Attaches entry and return probes to every function of `target`, where the
+    /// site analysis placed them. A failure on one function does not stop the
+    /// others; the report says what happened.
     pub fn attach(&mut self, target: &Target) -> Vec<FunctionAttachment> {
         let mut report = Vec::new();
         let Some(ebpf) = self.ebpf.as_mut() else {
+            return report;
+        };
+        let Ok(id) = u32::try_from(target.id) else {
             return report;
         };
         for site in &target.functions {
             let Some((_, enter, exit)) = PROGRAMS.iter().find(|p| p.0 == site.function) else {
                 continue;
             };
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(site.file_offset),
-                cookie: self.cookies.then_some(target.id),
+            let ret_site = RETURN_SITE_PROGRAMS.iter().find(|p| p.0 == site.function);
+            let planned = match (&site.plan, ret_site) {
+                (Plan::EmulatedSites { entry, ret }, Some((_, ret_prog)))
+                    if self.emulated_sites =>
+                {
+                    let entry_cookie = EntryCookie {
+                        target: id,
+                        conn: entry.conn,
+                        buf: entry.buf,
+                        len_out: entry.len_out,
+                    };
+                    let ret_cookie = ReturnCookie {
+                        target: id,
+                        result: ret.result,
+                        count_slot: ret.count_slot,
+                    };
+                    Some([
+                        (
+                            *enter,
+                            site.file_offset + entry.offset,
+                            entry_cookie.encode(),
+                        ),
+                        (
+                            *ret_prog,
+                            site.file_offset + ret.offset,
+                            ret_cookie.encode(),
+                        ),
+                    ])
+                }
+                _ => None,
             };
-            let result = [*enter, *exit].into_iter().try_for_each(|name| {
-                let prog: &mut UProbe = program(ebpf, name)?;
-                prog.attach([point], &target.path, UProbeScope::AllProcesses)
-                    .map(drop)
-                    .map_err(|e| CaptureError::Program {
-                        name,
-                        error: format!("{e:#}"),
-                    })
+            let (points, strategy, detail) = match planned {
+                Some(points) => (points, site.plan.name(), site.plan.describe()),
+                None => {
+                    let cookie = EntryCookie::abi(id).encode();
+                    let detail = match &site.plan {
+                        Plan::EntryUretprobe { .. } => site.plan.describe(),
+                        Plan::EmulatedSites { .. } => {
+                            "entry+uretprobe at +0x0: emulated sites disabled or unsupported \
+                             by this kernel (no attach cookies)"
+                                .to_owned()
+                        }
+                    };
+                    (
+                        [
+                            (*enter, site.file_offset, cookie),
+                            (*exit, site.file_offset, cookie),
+                        ],
+                        "entry+uretprobe",
+                        detail,
+                    )
+                }
+            };
+            let result = points.into_iter().try_for_each(|(name, offset, cookie)| {
+                attach_one(
+                    ebpf,
+                    name,
+                    &target.path,
+                    offset,
+                    self.cookies.then_some(cookie),
+                )
             });
             report.push(FunctionAttachment {
                 symbol: site.function.symbol(),
                 offset: format!("{:#x}", site.file_offset),
-                strategy: if result.is_ok() {
-                    "entry+uretprobe"
-                } else {
-                    "failed"
-                },
+                strategy: if result.is_ok() { strategy } else { "failed" },
+                detail,
                 error: result.err().map(|e| e.to_string()),
             });
         }
         if let Some(offset) = target.free_offset {
-            let result = program(ebpf, FREE_PROGRAM).and_then(|prog| {
-                prog.attach(
-                    [UProbeAttachLocation::AbsoluteOffset(offset)],
-                    &target.path,
-                    UProbeScope::AllProcesses,
-                )
-                .map(drop)
-                .map_err(|e| CaptureError::Program {
-                    name: FREE_PROGRAM,
-                    error: format!("{e:#}"),
-                })
-            });
+            let result = attach_one(ebpf, FREE_PROGRAM, &target.path, offset, None);
             report.push(FunctionAttachment {
                 symbol: sensor_common::SSL_FREE_SYMBOL,
                 offset: format!("{offset:#x}"),
                 strategy: if result.is_ok() { "entry" } else { "failed" },
+                detail: "entry: marks the end of a connection".to_owned(),
                 error: result.err().map(|e| e.to_string()),
             });
         }
@@ -187,6 +257,26 @@ impl Probes {
         }
         KernelCounters(values)
     }
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    path: &std::path::Path,
+    offset: u64,
+    cookie: Option<u64>,
+) -> Result<(), CaptureError> {
+    let prog = program(ebpf, name)?;
+    let point = UProbeAttachPoint {
+        location: UProbeAttachLocation::AbsoluteOffset(offset),
+        cookie,
+    };
+    prog.attach([point], path, UProbeScope::AllProcesses)
+        .map(drop)
+        .map_err(|e| CaptureError::Program {
+            name,
+            error: format!("{e:#}"),
+        })
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut UProbe, CaptureError> {

@@ -7,6 +7,7 @@
 mod elf;
 mod loader;
 mod record;
+mod sites;
 mod targets;
 
 use std::path::Path;
@@ -15,7 +16,7 @@ use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
-pub use loader::{FunctionAttachment, KernelCounters};
+pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
 pub use record::{Chunk, Record, comm_str};
 pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};
 
@@ -77,8 +78,8 @@ pub struct Capture {
 impl Capture {
     /// Loads the kernel programs and attaches them to every target discovery
     /// finds. Must be called within a tokio runtime.
-    pub fn start(discovery_cfg: DiscoveryConfig, ring_bytes: u32) -> Result<Self, CaptureError> {
-        let mut probes = loader::Probes::load(ring_bytes)?;
+    pub fn start(discovery_cfg: DiscoveryConfig, opts: LoadOptions) -> Result<Self, CaptureError> {
+        let mut probes = loader::Probes::load(opts)?;
         if !probes.has_cookies() {
             tracing::warn!("kernel < 5.15: events cannot name the library they came from");
         }
@@ -187,6 +188,9 @@ fn log_attachment(t: &AttachedTarget) {
         .iter()
         .map(|a| format!("{}:{}", a.symbol, a.strategy))
         .collect();
+    for a in &t.attachments {
+        tracing::debug!(path = %t.target.path.display(), symbol = a.symbol, "{}", a.detail);
+    }
     if t.is_active() {
         tracing::info!(
             path = %t.target.path.display(),

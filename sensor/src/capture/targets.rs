@@ -73,6 +73,8 @@ fn ser_sites<S: serde::Serializer>(sites: &[FunctionSite], s: S) -> Result<S::Ok
             "vaddr": format!("{:#x}", site.vaddr),
             "file_offset": format!("{:#x}", site.file_offset),
             "size": site.size,
+            "placement": site.plan.describe(),
+            "plan": site.plan,
         }))?;
     }
     seq.end()
