@@ -128,18 +128,22 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
         (TlsFunction::SslWrite, callee_of(TlsFunction::SslWriteEx)),
         (TlsFunction::SslRead, callee_of(TlsFunction::SslReadEx)),
     ];
-    for i in 0..sites.len() {
-        let s = &sites[i];
-        let sibling = callees.iter().find(|c| c.0 == s.function).and_then(|c| c.1);
-        let plan = match code(s) {
-            Some(bytes) if x86_64 => sites::plan(s.function, bytes, s.vaddr, sibling),
-            _ => Plan::EntryUretprobe {
-                first_insn: "(not analysed)".to_owned(),
-                emulated: false,
-                reason: "site analysis covers x86-64 code only".to_owned(),
-            },
-        };
-        sites[i].plan = plan;
+    let plans: Vec<Plan> = sites
+        .iter()
+        .map(|s| {
+            let sibling = callees.iter().find(|c| c.0 == s.function).and_then(|c| c.1);
+            match code(s) {
+                Some(bytes) if x86_64 => sites::plan(s.function, bytes, s.vaddr, sibling),
+                _ => Plan::EntryUretprobe {
+                    first_insn: "(not analysed)".to_owned(),
+                    emulated: false,
+                    reason: "site analysis covers x86-64 code only".to_owned(),
+                },
+            }
+        })
+        .collect();
+    for (site, plan) in sites.iter_mut().zip(plans) {
+        site.plan = plan;
     }
     let has = |f| sites.iter().any(|s| s.function == f);
     if !(has(TlsFunction::SslWrite) && has(TlsFunction::SslRead)) {
