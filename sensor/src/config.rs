@@ -198,12 +198,6 @@ impl Config {
                 "must be between 1 and 1000",
             ));
         }
-        if self.capture.wakeup_bytes >= u64::from(ring) {
-            return Err(invalid(
-                "capture.wakeup_bytes",
-                "must be smaller than capture.ring_buffer_bytes (0 wakes on every record)",
-            ));
-        }
         if self.capture.rescan_interval_ms < 100 {
             return Err(invalid(
                 "capture.rescan_interval_ms",

@@ -157,7 +157,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let opts = LoadOptions {
         ring_bytes: cfg.capture.ring_buffer_bytes,
-        wakeup_bytes: cfg.capture.wakeup_bytes,
+        // A threshold near the ring's size would let it fill before anyone wakes.
+        wakeup_bytes: cfg
+            .capture
+            .wakeup_bytes
+            .min(u64::from(cfg.capture.ring_buffer_bytes) / 2),
         emulated_sites: cfg.capture.emulated_sites,
     };
     let mut capture = Capture::start(discovery_config(&cfg), opts).context("starting capture")?;
