@@ -1,6 +1,7 @@
 //! Project tasks for Telltale. Run through the `./x` wrapper at the repository
 //! root (it installs the pinned toolchains, then runs `cargo xtask`).
 
+mod bench;
 mod cmd;
 mod setup;
 
@@ -65,6 +66,20 @@ enum Task {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
         args: Vec<String>,
+    },
+    /// Benchmark the sensor against no sensor and a naive bpftrace capture.
+    ///
+    /// Sets everything up, builds the release sensor and sslpingpong, then runs
+    /// alternating rounds of off / on (`telltale run --emit data`) / naive
+    /// (bpftrace bench/naive.bt) over sslpingpong (µs added per hooked SSL call)
+    /// and nginx + wrk (HTTPS requests/s), then steps a paced SSL_write rate up
+    /// to find the highest rate the sensor captures without loss. Prints medians
+    /// and ratios; writes bench/results/<date>-<host>.md and latest.json. As
+    /// root; about 11 minutes (`--quick`: about 3).
+    Bench {
+        /// Fewer and shorter rounds, for a smoke test.
+        #[arg(long)]
+        quick: bool,
     },
     /// What CI runs: `cargo fmt --check`, clippy with -D warnings, then `test`.
     Ci,
@@ -159,6 +174,7 @@ fn dispatch(repo: &Repo, task: Task) -> Result<()> {
         }
         Task::Run { debug, args } => run(repo, !debug, &args),
         Task::Test { args } => test(repo, &args),
+        Task::Bench { quick } => bench::bench(repo, quick),
         Task::Ci => ci(repo),
         Task::Fmt => cmd::run(&mut repo.cargo(["fmt", "--all"])?),
     }

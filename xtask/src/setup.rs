@@ -16,7 +16,7 @@ use crate::{
 /// The bpf-linker release built from crates.io.
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages the sensor and the integration tests need.
+/// Debian packages the sensor, the integration tests and the benchmark need.
 const PACKAGES: &[&str] = &[
     "nginx",
     "curl",
@@ -29,6 +29,11 @@ const PACKAGES: &[&str] = &[
     "procps",
     "wrk",
     "bpftrace",
+    // ./x bench: compiles bench/sslpingpong.c and pins processes with taskset.
+    "gcc",
+    "libc6-dev",
+    "libssl-dev",
+    "util-linux",
 ];
 
 const TRACE_PIPE: &str = "/sys/kernel/tracing/trace_pipe";
