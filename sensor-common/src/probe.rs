@@ -33,6 +33,8 @@ pub mod reg {
 }
 
 const TARGET_MASK: u64 = 0xffff_ffff;
+/// Width of a register field in a cookie: register number + 1, 1..=16.
+const REG_MASK: u64 = 0x1f;
 
 /// The target id (the library or executable) carried by every cookie.
 pub const fn cookie_target(cookie: u64) -> u64 {
@@ -65,25 +67,30 @@ impl EntryCookie {
         }
     }
 
-    /// Packs into 64 bits: target in bits 0..32, then 4-bit fields of register+1.
+    /// Packs into 64 bits: target in bits 0..32, then 5-bit fields holding
+    /// register+1 (so that 0 can mean "the ABI register" and r15 still fits).
     pub const fn encode(self) -> u64 {
         self.target as u64
-            | ((self.conn as u64 + 1) & 0xf) << 32
-            | ((self.buf as u64 + 1) & 0xf) << 36
-            | ((self.len_out as u64 + 1) & 0xf) << 40
+            | ((self.conn as u64 + 1) & REG_MASK) << 32
+            | ((self.buf as u64 + 1) & REG_MASK) << 37
+            | ((self.len_out as u64 + 1) & REG_MASK) << 42
     }
 
     /// Unpacks; zero fields mean the ABI register.
     pub const fn decode(cookie: u64) -> Self {
         const fn field(cookie: u64, shift: u32, default: u8) -> u8 {
-            let v = ((cookie >> shift) & 0xf) as u8;
-            if v == 0 { default } else { v - 1 }
+            let v = ((cookie >> shift) & REG_MASK) as u8;
+            if v == 0 || v > reg::COUNT {
+                default
+            } else {
+                v - 1
+            }
         }
         Self {
             target: cookie as u32,
             conn: field(cookie, 32, reg::RDI),
-            buf: field(cookie, 36, reg::RSI),
-            len_out: field(cookie, 40, reg::RCX),
+            buf: field(cookie, 37, reg::RSI),
+            len_out: field(cookie, 42, reg::RCX),
         }
     }
 }
@@ -102,23 +109,25 @@ pub struct ReturnCookie {
 }
 
 impl ReturnCookie {
-    /// Packs into 64 bits: target, then result register+1 (4 bits), then the
+    /// Packs into 64 bits: target, then result register+1 (5 bits), then the
     /// slot (16 bits).
     pub const fn encode(self) -> u64 {
-        self.target as u64 | ((self.result as u64 + 1) & 0xf) << 32 | (self.count_slot as u64) << 36
+        self.target as u64
+            | ((self.result as u64 + 1) & REG_MASK) << 32
+            | (self.count_slot as u64) << 37
     }
 
     /// Unpacks. A zero result field (no cookie) decodes as `None`: such a probe
     /// cannot know where its data is and must not guess.
     pub const fn decode(cookie: u64) -> Option<Self> {
-        let r = ((cookie >> 32) & 0xf) as u8;
-        if r == 0 {
+        let r = ((cookie >> 32) & REG_MASK) as u8;
+        if r == 0 || r > reg::COUNT {
             return None;
         }
         Some(Self {
             target: cookie as u32,
             result: r - 1,
-            count_slot: ((cookie >> 36) & 0xffff) as u16,
+            count_slot: ((cookie >> 37) & 0xffff) as u16,
         })
     }
 }
@@ -138,6 +147,25 @@ mod tests {
         assert_eq!(EntryCookie::decode(c.encode()), c);
         assert_eq!(EntryCookie::decode(0), EntryCookie::abi(0));
         assert_eq!(cookie_target(c.encode()), 0xdead_beef);
+    }
+
+    #[test]
+    fn every_register_round_trips() {
+        for r in 0..reg::COUNT {
+            let c = EntryCookie {
+                target: 1,
+                conn: r,
+                buf: r,
+                len_out: r,
+            };
+            assert_eq!(EntryCookie::decode(c.encode()), c, "register {r}");
+            let c = ReturnCookie {
+                target: 1,
+                result: r,
+                count_slot: 0xffff,
+            };
+            assert_eq!(ReturnCookie::decode(c.encode()), Some(c), "register {r}");
+        }
     }
 
     #[test]
