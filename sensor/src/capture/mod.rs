@@ -4,6 +4,7 @@
 //! Public surface: [`Capture`] (start, rescan, read), [`Chunk`], the discovery
 //! types for `telltale targets`, and [`KernelCounters`].
 
+mod btf;
 mod elf;
 mod loader;
 mod record;
@@ -17,7 +18,8 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
 pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
-pub use record::{Chunk, Record, comm_str};
+pub use record::{Chunk, FdBind, Record, comm_str};
+pub use sensor_common::FdSource;
 pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};
 
 /// Why capture could not start.
@@ -106,6 +108,20 @@ impl Capture {
     /// scan, new runtimes) and attaches to them. Returns how many were added.
     pub fn rescan(&mut self) -> usize {
         let new = self.discovery.scan(&self.discovery_cfg);
+        self.attach_new(new)
+    }
+
+    /// Looks at the program of a process that just exec'd; attaches to it when it
+    /// is a TLS stack not seen before. Returns how many targets were added.
+    pub fn exec(&mut self, pid: u32) -> usize {
+        if !self.discovery_cfg.scan_processes {
+            return 0;
+        }
+        let new = self.discovery.scan_pid(pid);
+        self.attach_new(new)
+    }
+
+    fn attach_new(&mut self, new: Vec<Target>) -> usize {
         let n = new.len();
         for target in new {
             let attachments = self.probes.attach(&target);
@@ -134,15 +150,22 @@ impl Capture {
 
     /// Waits until the ring buffer has data, then hands every available record to
     /// `f`. Returns the number of records read.
-    pub async fn read<F: FnMut(Record<'_>)>(&mut self, f: F) -> std::io::Result<usize> {
+    ///
+    /// At most [`BATCH_BYTES`] of records are handed over per call, so that the
+    /// caller can pass on what it built before taking more: memory stays bounded
+    /// however full the ring is. Returns whether the ring was emptied.
+    pub async fn read<F: FnMut(Record<'_>)>(&mut self, f: F) -> std::io::Result<bool> {
         let mut guard = self.ring.readable_mut().await?;
-        let n = drain_ring(guard.get_inner_mut(), &mut self.record_errors, f);
-        guard.clear_ready();
-        Ok(n)
+        let emptied = drain_ring(guard.get_inner_mut(), &mut self.record_errors, f);
+        if emptied {
+            guard.clear_ready();
+        }
+        Ok(emptied)
     }
 
-    /// Hands every chunk already in the ring buffer to `f`, without waiting.
-    pub fn drain<F: FnMut(Record<'_>)>(&mut self, f: F) -> usize {
+    /// Like [`Capture::read`] without waiting: hands over up to [`BATCH_BYTES`]
+    /// of what is already in the ring. Returns whether the ring was emptied.
+    pub fn drain<F: FnMut(Record<'_>)>(&mut self, f: F) -> bool {
         drain_ring(self.ring.get_mut(), &mut self.record_errors, f)
     }
 
@@ -163,14 +186,23 @@ impl Capture {
     }
 }
 
+/// Bytes of records handed over per [`Capture::read`] or [`Capture::drain`].
+pub const BATCH_BYTES: usize = 4 << 20;
+
 fn drain_ring<F: FnMut(Record<'_>)>(
     ring: &mut RingBuf<MapData>,
     errors: &mut u64,
     mut f: F,
-) -> usize {
-    let mut n = 0;
-    while let Some(item) = ring.next() {
-        n += 1;
+) -> bool {
+    let mut taken = 0;
+    loop {
+        if taken >= BATCH_BYTES {
+            return false;
+        }
+        let Some(item) = ring.next() else {
+            return true;
+        };
+        taken += item.len();
         match record::parse(&item) {
             Ok(record) => f(record),
             Err(e) => {
@@ -179,7 +211,6 @@ fn drain_ring<F: FnMut(Record<'_>)>(
             }
         }
     }
-    n
 }
 
 fn log_attachment(t: &AttachedTarget) {
