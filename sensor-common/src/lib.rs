@@ -27,7 +27,34 @@ pub enum RecordKind {
     TlsChunk = 1,
     /// A [`ConnCloseRecord`]: the library freed a connection object.
     ConnClose = 2,
+    /// A [`ServerNameRecord`]: a client set the TLS server name (SNI).
+    ServerName = 3,
+    /// A [`FdBindRecord`]: a connection's socket descriptor, learned late.
+    FdBind = 4,
+    /// A [`ProcessRecord`]: a process started a new program.
+    Exec = 5,
+    /// A [`ProcessRecord`]: a process that made SSL calls exited.
+    Exit = 6,
 }
+
+/// A process lifecycle record (`Exec` or `Exit`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessRecord {
+    /// [`RecordKind::Exec`] or [`RecordKind::Exit`].
+    pub kind: u16,
+    /// [`ABI_VERSION`].
+    pub abi: u16,
+    /// Process id.
+    pub pid: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    pub ts_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 16);
+
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] integers without padding.
+unsafe impl aya::Pod for ProcessRecord {}
 
 impl RecordKind {
     /// Decodes the kind stored in a record's first two bytes.
@@ -35,6 +62,10 @@ impl RecordKind {
         match v {
             1 => Some(Self::TlsChunk),
             2 => Some(Self::ConnClose),
+            3 => Some(Self::ServerName),
+            4 => Some(Self::FdBind),
+            5 => Some(Self::Exec),
+            6 => Some(Self::Exit),
             _ => None,
         }
     }

@@ -124,12 +124,14 @@ pub struct TlsChunkHeader {
     pub direction: u8,
     /// [`TlsFunction`] as `u8`.
     pub function: u8,
+    /// [`FdSource`] as `u8`: how `fd` was learned.
+    pub fd_source: u8,
     /// Reserved, zero.
-    pub _pad: u16,
+    pub _pad: u8,
     /// Number of plaintext bytes following this header.
     pub data_len: u32,
-    /// Reserved, zero.
-    pub _pad2: u32,
+    /// The socket descriptor the connection uses, or -1 when not (yet) known.
+    pub fd: i32,
     /// `CLOCK_MONOTONIC` nanoseconds when the call returned.
     pub ts_ns: u64,
     /// Thread-group id (the process id) in the initial PID namespace.
@@ -185,6 +187,42 @@ const _: () = assert!(core::mem::size_of::<ConnCloseRecord>() == 32);
 /// Name of the function whose entry marks the end of a connection.
 pub const SSL_FREE_SYMBOL: &str = "SSL_free";
 
+/// `long SSL_ctrl(SSL *ssl, int cmd, long larg, void *parg)`: with
+/// [`SSL_CTRL_SET_TLSEXT_HOSTNAME`] it sets the server name a client sends (the
+/// `SSL_set_tlsext_host_name` macro expands to this call).
+pub const SSL_CTRL_SYMBOL: &str = "SSL_ctrl";
+
+/// `SSL_ctrl` command that sets the SNI host name.
+pub const SSL_CTRL_SET_TLSEXT_HOSTNAME: i32 = 55;
+
+/// Longest server name captured (DNS names are at most 253 bytes).
+pub const SERVER_NAME_MAX: usize = 256;
+
+/// Emitted when a client sets the server name (SNI) of a connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ServerNameRecord {
+    /// [`crate::RecordKind::ServerName`].
+    pub kind: u16,
+    /// [`crate::ABI_VERSION`].
+    pub abi: u16,
+    /// Bytes of `name` used (without the NUL).
+    pub len: u16,
+    /// Reserved, zero.
+    pub _pad: u16,
+    /// `CLOCK_MONOTONIC` nanoseconds of the call.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The `SSL *`.
+    pub conn: u64,
+    /// The name, NUL-padded.
+    pub name: [u8; SERVER_NAME_MAX],
+}
+const _: () = assert!(core::mem::size_of::<ServerNameRecord>() == 32 + SERVER_NAME_MAX);
+
 /// What an entry probe remembers for its return probe, keyed by `pid_tgid`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -200,9 +238,156 @@ pub struct ActiveCall {
     /// [`TlsFunction`] as `u8`.
     pub function: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// First descriptor read or written by a syscall of this thread during the
+    /// call, or -1.
+    pub fd: i32,
 }
 const _: () = assert!(core::mem::size_of::<ActiveCall>() == 40);
+
+/// How the kernel learned which descriptor carries a connection's bytes.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdSource {
+    /// Not known.
+    Unknown = 0,
+    /// A read/write/send/recv syscall made by the thread inside the SSL call
+    /// (libraries that do their own socket I/O: curl, Python, nginx).
+    Nested = 1,
+    /// The thread's last read before an `SSL_read` that made no syscall
+    /// (memory-BIO stacks such as node: the socket is read first, then decrypted).
+    PrecedingRead = 2,
+    /// The thread's first write after an `SSL_write` that made no syscall
+    /// (memory-BIO stacks: encrypt first, then write the socket).
+    FollowingWrite = 3,
+}
+
+impl FdSource {
+    /// Decodes a source from a record.
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Nested,
+            2 => Self::PrecedingRead,
+            3 => Self::FollowingWrite,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// Emitted the first time a connection's socket descriptor is learned (and again
+/// if it changes), with the socket's addresses read in the kernel at that moment
+/// (so short-lived processes are covered too).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FdBindRecord {
+    /// [`crate::RecordKind::FdBind`].
+    pub kind: u16,
+    /// [`crate::ABI_VERSION`].
+    pub abi: u16,
+    /// The descriptor.
+    pub fd: i32,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    pub ts_ns: u64,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The `SSL *`.
+    pub conn: u64,
+    /// [`FdSource`] as `u8`.
+    pub source: u8,
+    /// Address family of the socket (2 = IPv4, 10 = IPv6), 0 when its addresses
+    /// could not be read.
+    pub family: u8,
+    /// IP protocol (6 = TCP, 17 = UDP), 0 when unknown.
+    pub protocol: u16,
+    /// Local port (host order).
+    pub local_port: u16,
+    /// Remote port (host order).
+    pub remote_port: u16,
+    /// Local address: 4 bytes for IPv4, else 16.
+    pub local_addr: [u8; 16],
+    /// Remote address.
+    pub remote_addr: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<FdBindRecord>() == 72);
+
+/// Byte offsets of the kernel fields the socket lookup reads, found by user space
+/// in the kernel's BTF and passed in as a constant. `valid == 0` disables the
+/// lookup (no BTF, or a field missing on this kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockOffsets {
+    /// Non-zero when every offset below is known.
+    pub valid: u32,
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.fd`
+    pub fdt_fd: u32,
+    /// `fdtable.max_fds`
+    pub fdt_max_fds: u32,
+    /// `file.private_data` (the `struct socket` of a socket file)
+    pub file_private_data: u32,
+    /// `file.f_inode`
+    pub file_inode: u32,
+    /// `inode.i_mode`
+    pub inode_mode: u32,
+    /// `socket.sk`
+    pub socket_sk: u32,
+    /// `sock.sk_protocol`, or `u32::MAX` where it is a bitfield.
+    pub sk_protocol: u32,
+    /// `sock_common.skc_family`
+    pub skc_family: u32,
+    /// `sock_common.skc_num` (local port, host order)
+    pub skc_num: u32,
+    /// `sock_common.skc_dport` (remote port, network order)
+    pub skc_dport: u32,
+    /// `sock_common.skc_rcv_saddr`
+    pub skc_rcv_saddr: u32,
+    /// `sock_common.skc_daddr`
+    pub skc_daddr: u32,
+    /// `sock_common.skc_v6_rcv_saddr`
+    pub skc_v6_rcv_saddr: u32,
+    /// `sock_common.skc_v6_daddr`
+    pub skc_v6_daddr: u32,
+}
+
+/// Key of the kernel's per-connection descriptor memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockKey {
+    /// Process id.
+    pub pid: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// The `SSL *`.
+    pub conn: u64,
+}
+
+/// Per-thread I/O memory of watched processes, for memory-BIO stacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadIo {
+    /// Descriptor of the thread's last read outside an SSL call, or -1.
+    pub last_read_fd: i32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// When that read happened.
+    pub last_read_ns: u64,
+    /// Connection of an `SSL_write` that made no syscall, awaiting the thread's
+    /// next write; 0 when none.
+    pub pending_conn: u64,
+    /// When that `SSL_write` returned.
+    pub pending_ns: u64,
+}
+
+/// How long a preceding read or a pending write stays attributable (ns).
+pub const FD_CORRELATION_WINDOW_NS: u64 = 50_000_000;
+
+/// Processes that have made SSL calls: the syscall tracepoints look only at them.
+pub const MAX_WATCHED_PROCESSES: u32 = 16_384;
 
 /// Indices into the per-CPU `COUNTERS` array. Every path on which the kernel side
 /// gives up on data increments one of these, so user space can report all loss.
@@ -273,4 +458,7 @@ mod user {
     unsafe impl aya::Pod for super::ActiveCall {}
     unsafe impl aya::Pod for super::TlsChunkHeader {}
     unsafe impl aya::Pod for super::ConnCloseRecord {}
+    unsafe impl aya::Pod for super::ServerNameRecord {}
+    unsafe impl aya::Pod for super::FdBindRecord {}
+    unsafe impl aya::Pod for super::SockOffsets {}
 }

@@ -11,6 +11,9 @@
 #![allow(internal_features)]
 
 mod counters;
+mod io;
+mod lifecycle;
+mod sock;
 mod tls;
 
 #[cfg(not(test))]

@@ -15,8 +15,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use sensor_common::{
-    ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, ConnCloseRecord, Counter, MAX_ACTIVE_CALLS,
-    MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS, RecordKind, TAIL_BUCKETS, TlsChunkHeader, TlsFunction,
+    ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, ConnCloseRecord, Counter,
+    FD_CORRELATION_WINDOW_NS, FdSource, MAX_ACTIVE_CALLS, MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS,
+    MAX_WATCHED_PROCESSES, RecordKind, SSL_CTRL_SET_TLSEXT_HOSTNAME, ServerNameRecord,
+    TAIL_BUCKETS, ThreadIo, TlsChunkHeader, TlsFunction,
     probe::{EntryCookie, ReturnCookie, cookie_target},
 };
 
@@ -24,13 +26,24 @@ use crate::counters;
 
 /// Plaintext records for user space. Resized by the loader.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(sensor_common::DEFAULT_RING_BYTES, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(sensor_common::DEFAULT_RING_BYTES, 0);
 
 /// Arguments of SSL calls in flight, keyed by `pid_tgid`. LRU, so that entries
 /// of calls that never reach their return probe (a thread that died, an error
 /// path that skips the return site) age out instead of filling the map.
 #[map]
-static ACTIVE: LruHashMap<u64, ActiveCall> = LruHashMap::with_max_entries(MAX_ACTIVE_CALLS, 0);
+pub(crate) static ACTIVE: LruHashMap<u64, ActiveCall> =
+    LruHashMap::with_max_entries(MAX_ACTIVE_CALLS, 0);
+
+/// Processes (tgid) that made SSL calls; the syscall tracepoints ignore others.
+#[map]
+pub(crate) static WATCHED: LruHashMap<u32, u8> =
+    LruHashMap::with_max_entries(MAX_WATCHED_PROCESSES, 0);
+
+/// Per-thread I/O memory of watched processes, keyed by tid.
+#[map]
+pub(crate) static THREAD_IO: LruHashMap<u32, ThreadIo> =
+    LruHashMap::with_max_entries(MAX_ACTIVE_CALLS, 0);
 
 /// Set to 1 by the loader when the kernel supports `bpf_get_attach_cookie` for
 /// uprobes (5.15+). The verifier then sees a constant and never visits the helper
@@ -47,7 +60,7 @@ static TELLTALE_WAKEUP_BYTES: u64 = 0;
 
 /// Submit flags for the record just filled.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+pub(crate) fn wakeup_flags() -> u64 {
     // SAFETY: reading a constant global.
     let threshold = unsafe { core::ptr::read_volatile(&raw const TELLTALE_WAKEUP_BYTES) };
     if threshold == 0 {
@@ -135,9 +148,15 @@ fn enter(ctx: &ProbeContext, function: TlsFunction) {
         len_out,
         target: cookie_target(cookie),
         function: function as u8,
-        _pad: [0; 7],
+        _pad: [0; 3],
+        fd: -1,
     };
     let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    // SAFETY: only checks presence.
+    if unsafe { WATCHED.get(&tgid) }.is_none() {
+        let _ = WATCHED.insert(&tgid, &1, 0);
+    }
     if ACTIVE.insert(&id, &call, 0).is_err() {
         counters::add(Counter::ActiveFull, 1);
     }
@@ -231,15 +250,19 @@ fn emit_call(id: u64, call: &ActiveCall, function: TlsFunction, len: u64) {
         return;
     }
     let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (fd, fd_source) = socket_of(id, call, function, now);
     let hdr = TlsChunkHeader {
         kind: RecordKind::TlsChunk as u16,
         abi: ABI_VERSION,
         direction: function.direction() as u8,
         function: function as u8,
+        fd_source: fd_source as u8,
         _pad: 0,
         data_len: 0,
-        _pad2: 0,
-        ts_ns: unsafe { bpf_ktime_get_ns() },
+        fd,
+        ts_ns: now,
         pid: (id >> 32) as u32,
         tid: id as u32,
         uid: uid_gid as u32,
@@ -252,6 +275,53 @@ fn emit_call(id: u64, call: &ActiveCall, function: TlsFunction, len: u64) {
     };
     counters::add(Counter::Calls, 1);
     emit_message(&hdr, call.buf, len);
+}
+
+/// The socket carrying a call's bytes, bound (and announced to user space) once
+/// per connection: a socket used inside the call; else, for memory-BIO stacks,
+/// the socket the thread read just before an `SSL_read`; for an `SSL_write`
+/// without socket I/O, the thread's next socket write names it (see io.rs).
+#[inline(always)]
+fn socket_of(id: u64, call: &ActiveCall, function: TlsFunction, now: u64) -> (i32, FdSource) {
+    let (pid, tid) = ((id >> 32) as u32, id as u32);
+    if call.fd >= 0 && crate::sock::bind(pid, tid, call.conn, call.fd, FdSource::Nested) {
+        return (call.fd, FdSource::Nested);
+    }
+    let io = THREAD_IO.get_ptr_mut(&tid);
+    match function.direction() {
+        sensor_common::Direction::Ingress => {
+            if let Some(io) = io {
+                // SAFETY: a valid map value for this thread.
+                let (fd, at) = unsafe { ((*io).last_read_fd, (*io).last_read_ns) };
+                if fd >= 0
+                    && now - at < FD_CORRELATION_WINDOW_NS
+                    && crate::sock::bind(pid, tid, call.conn, fd, FdSource::PrecedingRead)
+                {
+                    return (fd, FdSource::PrecedingRead);
+                }
+            }
+        }
+        sensor_common::Direction::Egress => {
+            let pending = ThreadIo {
+                last_read_fd: -1,
+                _pad: 0,
+                last_read_ns: 0,
+                pending_conn: call.conn,
+                pending_ns: now,
+            };
+            match io {
+                // SAFETY: a valid map value for this thread.
+                Some(io) => unsafe {
+                    (*io).pending_conn = call.conn;
+                    (*io).pending_ns = now;
+                },
+                None => {
+                    let _ = THREAD_IO.insert(&tid, &pending, 0);
+                }
+            }
+        }
+    }
+    (-1, FdSource::Unknown)
 }
 
 /// Emits `len` bytes at user address `buf` as ordered chunks.
@@ -337,11 +407,12 @@ pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
     if conn == 0 {
         return 0;
     }
+    let id = bpf_get_current_pid_tgid();
+    crate::sock::forget((id >> 32) as u32, conn);
     let Some(mut entry) = EVENTS.reserve::<ConnCloseRecord>(0) else {
         counters::add(Counter::LostRecords, 1);
         return 0;
     };
-    let id = bpf_get_current_pid_tgid();
     entry.write(ConnCloseRecord {
         kind: RecordKind::ConnClose as u16,
         abi: ABI_VERSION,
@@ -352,6 +423,54 @@ pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
         tid: id as u32,
         conn,
     });
+    entry.submit(wakeup_flags());
+    counters::add(Counter::Records, 1);
+    0
+}
+
+/// `SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, name)`:
+/// the server name a client asks for. Other commands return at once.
+#[uprobe]
+pub fn ssl_ctrl_enter(ctx: ProbeContext) -> u32 {
+    let cmd: u64 = ctx.arg(1).unwrap_or(0);
+    let name_type: u64 = ctx.arg(2).unwrap_or(1);
+    if cmd as i32 != SSL_CTRL_SET_TLSEXT_HOSTNAME || name_type != 0 {
+        return 0;
+    }
+    let conn: u64 = ctx.arg(0).unwrap_or(0);
+    let name: u64 = ctx.arg(3).unwrap_or(0);
+    if conn == 0 || name == 0 {
+        return 0;
+    }
+    let Some(mut entry) = EVENTS.reserve::<ServerNameRecord>(0) else {
+        counters::add(Counter::LostRecords, 1);
+        return 0;
+    };
+    let rec = entry.as_mut_ptr();
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: `rec` points at a reserved record; the helper bounds the copy by
+    // the destination's size and validates the user pointer.
+    let len = unsafe {
+        (&raw mut (*rec).kind).write(RecordKind::ServerName as u16);
+        (&raw mut (*rec).abi).write(ABI_VERSION);
+        (&raw mut (*rec)._pad).write(0);
+        (&raw mut (*rec).ts_ns).write(bpf_ktime_get_ns());
+        (&raw mut (*rec).pid).write((id >> 32) as u32);
+        (&raw mut (*rec).tid).write(id as u32);
+        (&raw mut (*rec).conn).write(conn);
+        aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+            (&raw mut (*rec).name).cast::<c_void>(),
+            sensor_common::SERVER_NAME_MAX as u32,
+            name as *const c_void,
+        )
+    };
+    if len <= 0 {
+        entry.discard(0);
+        counters::add(Counter::ReadFaults, 1);
+        return 0;
+    }
+    // SAFETY: as above; len counts the NUL.
+    unsafe { (&raw mut (*rec).len).write((len - 1) as u16) };
     entry.submit(wakeup_flags());
     counters::add(Counter::Records, 1);
     0

@@ -40,6 +40,8 @@ pub struct Output {
     pub emit: Vec<Emit>,
     /// Sink queue length.
     pub queue: usize,
+    /// Sink queue size in bytes.
+    pub queue_bytes: usize,
 }
 
 /// `[capture]`
@@ -176,6 +178,9 @@ impl Config {
         }
         if self.output.queue == 0 {
             return Err(invalid("output.queue", "must be at least 1"));
+        }
+        if self.output.queue_bytes < 64 * 1024 {
+            return Err(invalid("output.queue_bytes", "must be at least 65536"));
         }
         if self.reassembly.max_connections < 2 {
             return Err(invalid("reassembly.max_connections", "must be at least 2"));

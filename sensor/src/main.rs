@@ -1,8 +1,8 @@
 //! `telltale`: an eBPF sensor that captures TLS plaintext at the SSL libraries and
 //! reports what processes send inside encrypted connections.
 //!
-//! Data flows through one module per stage: [`capture`] → [`conn`] → [`event`] →
-//! [`sink`]; [`run`] wires them together.
+//! Data flows through one module per stage: [`capture`] → [`conn`] (with
+//! [`process`] context) → [`event`] → [`sink`]; [`run`] wires them together.
 
 mod capture;
 mod clock;
@@ -10,6 +10,7 @@ mod config;
 mod conn;
 mod event;
 mod host;
+mod process;
 mod run;
 mod sink;
 

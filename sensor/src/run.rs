@@ -13,11 +13,15 @@ use crate::{
     capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig, LoadOptions, Record},
     clock::Clock,
     config::{Config, Emit},
-    conn::{Limits, Reassembler, TlsMessage},
+    conn::{Limits, Reassembler, TlsMessage, proc_socket_resolver},
     event::{self, PipelineStats, Status, TargetStats, TlsData},
     host::HostIdentity,
+    process::ProcessCache,
     sink::{self, EventSender},
 };
+
+/// Processes whose context is cached at once.
+const PROCESS_CACHE_ENTRIES: usize = 4096;
 
 fn discovery_config(cfg: &Config) -> DiscoveryConfig {
     DiscoveryConfig {
@@ -81,6 +85,7 @@ struct Pipeline {
     emit_data: bool,
     events: EventSender,
     stats: PipelineStats,
+    processes: ProcessCache,
 }
 
 impl Pipeline {
@@ -104,7 +109,9 @@ impl Pipeline {
             .target_path(m.target)
             .map(|p| p.display().to_string());
         let t = self.clock.to_unix_ns(m.ts_ns);
-        self.send("tls.data", t, TlsData::new(&m, library)).await;
+        let context = self.processes.get(m.key.pid);
+        self.send("tls.data", t, TlsData::new(&m, library, context))
+            .await;
     }
 
     async fn status(&mut self, state: &'static str, capture: &Capture, reasm: &Reassembler) {
@@ -116,6 +123,7 @@ impl Pipeline {
             kernel: capture.counters(),
             reassembly: reasm.stats(),
             pipeline: self.stats,
+            processes: self.processes.stats(),
         };
         self.send("sensor.status", Clock::unix_now(), body).await;
     }
@@ -134,19 +142,39 @@ fn handle(
     stats: &mut PipelineStats,
     reasm: &mut Reassembler,
     msgs: &mut Vec<TlsMessage>,
+    lifecycle: &mut Vec<Lifecycle>,
 ) {
     match record {
         Record::Chunk(chunk) => {
             stats.bytes += chunk.data.len() as u64;
             reasm.push(&chunk, |m| msgs.push(m));
         }
-        Record::Close(c) => reasm.close(c.pid, c.conn),
+        Record::Close(c) => reasm.close(c.pid, c.conn, |m| msgs.push(m)),
+        Record::ServerName(n) => reasm.set_server_name(n.pid, n.conn, &n.name),
+        Record::FdBind(b) => reasm.bind_fd(&b, |m| msgs.push(m)),
+        Record::Exec(pid) => lifecycle.push(Lifecycle::Exec(pid)),
+        Record::Exit(pid) => {
+            reasm.forget_pid(pid, |m| msgs.push(m));
+            lifecycle.push(Lifecycle::Exit(pid));
+        }
     }
+}
+
+/// Process lifecycle work deferred until the records of a batch are handled
+/// (it needs the capture and the process cache, which are busy meanwhile).
+#[derive(Debug, Clone, Copy)]
+enum Lifecycle {
+    Exec(u32),
+    Exit(u32),
 }
 
 /// `telltale run`: capture until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let (events, writer) = sink::json_lines(tokio::io::stdout(), cfg.output.queue);
+    let (events, writer) = sink::json_lines(
+        tokio::io::stdout(),
+        cfg.output.queue,
+        cfg.output.queue_bytes,
+    );
     let mut p = Pipeline {
         host: HostIdentity::current(),
         clock: Clock::sample(),
@@ -154,6 +182,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         emit_data: cfg.output.emit.contains(&Emit::Data),
         events,
         stats: PipelineStats::default(),
+        processes: ProcessCache::new(PROCESS_CACHE_ENTRIES),
     };
     let opts = LoadOptions {
         ring_bytes: cfg.capture.ring_buffer_bytes,
@@ -165,12 +194,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         emulated_sites: cfg.capture.emulated_sites,
     };
     let mut capture = Capture::start(discovery_config(&cfg), opts).context("starting capture")?;
-    let mut reasm = Reassembler::new(Limits {
-        max_pending: cfg.reassembly.max_pending_messages,
-        max_pending_bytes: cfg.reassembly.max_pending_bytes,
-        stale_after_ns: cfg.reassembly.stale_after_ms.saturating_mul(1_000_000),
-        max_connections: cfg.reassembly.max_connections,
-    });
+    let mut reasm = Reassembler::new(
+        Limits {
+            max_pending: cfg.reassembly.max_pending_messages,
+            max_pending_bytes: cfg.reassembly.max_pending_bytes,
+            stale_after_ns: cfg.reassembly.stale_after_ms.saturating_mul(1_000_000),
+            max_connections: cfg.reassembly.max_connections,
+        },
+        proc_socket_resolver(),
+    );
     let ts = target_stats(capture.targets());
     if ts.attached == 0 {
         tracing::warn!("no TLS library found to attach to; waiting for one to appear");
@@ -203,14 +235,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut poll = interval(Duration::from_millis(cfg.capture.poll_interval_ms));
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut msgs: Vec<TlsMessage> = Vec::new();
+    let mut lifecycle: Vec<Lifecycle> = Vec::new();
+    let mut more = false;
 
     loop {
         tokio::select! {
-            r = capture.read(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs)) => {
-                r.context("reading the ring buffer")?;
+            r = capture.read(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle)) => {
+                more = !r.context("reading the ring buffer")?;
+            }
+            // The ring held more than one batch: take the next one now.
+            _ = std::future::ready(()), if more => {
+                more = !capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle));
             }
             _ = poll.tick() => {
-                capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs));
+                more = !capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle));
+                reasm.release_overdue(Clock::mono_now(), |m| msgs.push(m));
             }
             _ = rescan.tick() => {
                 let n = capture.rescan();
@@ -231,12 +270,33 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         for m in msgs.drain(..) {
             p.message(&capture, m).await;
         }
+        for l in lifecycle.drain(..) {
+            match l {
+                Lifecycle::Exec(pid) => {
+                    // Read the new program's context now: a short-lived process
+                    // may be gone by the time its TLS messages are handled.
+                    p.processes.exec(pid);
+                    let _ = p.processes.get(pid);
+                    capture.exec(pid);
+                }
+                Lifecycle::Exit(pid) => p.processes.exit(pid),
+            }
+        }
     }
 
     // Detach first so nothing new arrives, then drain what the kernel already
     // delivered, so that a clean stop loses nothing.
     capture.detach();
-    capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs));
+    loop {
+        let emptied = capture
+            .drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle));
+        for m in msgs.drain(..) {
+            p.message(&capture, m).await;
+        }
+        if emptied {
+            break;
+        }
+    }
     reasm.flush(|m| msgs.push(m));
     for m in msgs.drain(..) {
         p.message(&capture, m).await;

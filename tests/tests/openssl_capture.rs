@@ -585,3 +585,87 @@ fn emulated_sites_and_uretprobes_capture_the_same_bytes() {
     }
     assert_eq!(captured[0], captured[1]);
 }
+
+const PY_SNI: &str = r#"
+import socket, ssl, sys
+port, name = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with socket.create_connection(("127.0.0.1", port)) as raw:
+    with ctx.wrap_socket(raw, server_hostname=name) as s:
+        s.sendall(f"GET /static/100 HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        while s.recv(65536):
+            pass
+"#;
+
+const NODE_SNI: &str = r#"
+const tls = require('tls');
+const [port, name] = process.argv.slice(2);
+const s = tls.connect({ host: '127.0.0.1', port: Number(port), servername: name, rejectUnauthorized: false }, () => {
+  s.write(`GET /static/100 HTTP/1.1\r\nHost: ${name}\r\nConnection: close\r\n\r\n`);
+});
+s.on('data', () => {});
+s.on('end', () => process.exit(0));
+s.on('error', (e) => { console.error(e); process.exit(1); });
+"#;
+
+/// The server name a client asks for (SNI) is reported on its connection's
+/// events, for clients that set it through OpenSSL (curl, Python, node).
+#[test]
+fn server_name_is_reported_for_curl_python_and_node() {
+    if !can_load_probes("server_name_is_reported_for_curl_python_and_node") {
+        return;
+    }
+    let _g = exclusive();
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let py = dir.path().join("sni.py");
+    std::fs::write(&py, PY_SNI).expect("script");
+    let js = dir.path().join("sni.js");
+    std::fs::write(&js, NODE_SNI).expect("script");
+    let port = nginx.port_tls13.to_string();
+    let sensor = Sensor::start(&[]);
+    let mut runs = Vec::new();
+    let name = format!("{}.curl.telltale.test", telltale_tests::rand_hex(4));
+    let run = run_client(
+        Command::new("curl")
+            .args(["-sS", "--fail", "-k", "-o", "/dev/null", "--resolve"])
+            .arg(format!("{name}:{port}:127.0.0.1"))
+            .arg(format!("https://{name}:{port}/static/100")),
+        CLIENT_TIMEOUT,
+    );
+    runs.push((run.pid, name));
+    let name = format!("{}.python.telltale.test", telltale_tests::rand_hex(4));
+    let run = run_client(
+        Command::new("/usr/bin/python3")
+            .arg(&py)
+            .arg(&port)
+            .arg(&name),
+        CLIENT_TIMEOUT,
+    );
+    runs.push((run.pid, name));
+    let name = format!("{}.node.telltale.test", telltale_tests::rand_hex(4));
+    let run = run_client(
+        Command::new("node").arg(&js).arg(&port).arg(&name),
+        CLIENT_TIMEOUT,
+    );
+    runs.push((run.pid, name));
+    let (events, _) = sensor.stop();
+    assert_no_loss(&events);
+    for (pid, name) in &runs {
+        let mine: Vec<_> = data_events(&events)
+            .filter(|e| e["process"]["pid"] == *pid)
+            .collect();
+        assert!(!mine.is_empty(), "events of {name}");
+        for e in mine {
+            assert_eq!(e["tls"]["server_name"], name.as_str(), "{}", e["tls"]);
+        }
+    }
+    // The server side sets no server name of its own.
+    for w in nginx.workers() {
+        for e in data_events(&events).filter(|e| e["process"]["pid"] == w) {
+            assert!(e["tls"].get("server_name").is_none(), "{}", e["tls"]);
+        }
+    }
+}

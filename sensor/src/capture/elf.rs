@@ -29,6 +29,8 @@ pub struct TlsSymbols {
     pub io: Vec<FunctionSite>,
     /// File offset of `SSL_free`, which marks the end of a connection.
     pub free_offset: Option<u64>,
+    /// File offset of `SSL_ctrl`, through which clients set the server name.
+    pub ctrl_offset: Option<u64>,
 }
 
 /// Why a file could not be inspected.
@@ -79,6 +81,7 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
     let obj = object::File::parse(data)?;
     let mut sites: Vec<FunctionSite> = Vec::new();
     let mut free_offset = None;
+    let mut ctrl_offset = None;
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
         if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
             continue;
@@ -86,6 +89,10 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
         let Ok(name) = sym.name() else { continue };
         if name == sensor_common::SSL_FREE_SYMBOL && free_offset.is_none() {
             free_offset = file_offset(&obj, sym.address());
+            continue;
+        }
+        if name == sensor_common::SSL_CTRL_SYMBOL && ctrl_offset.is_none() {
+            ctrl_offset = file_offset(&obj, sym.address());
             continue;
         }
         let Some(function) = TlsFunction::ALL.into_iter().find(|f| f.symbol() == name) else {
@@ -153,6 +160,7 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
     Ok(TlsSymbols {
         io: sites,
         free_offset,
+        ctrl_offset,
     })
 }
 

@@ -4,7 +4,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
-        UProbe,
+        TracePoint, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
     util::KernelVersion,
@@ -39,11 +39,30 @@ const PROGRAMS: [(TlsFunction, &str, &str); 4] = [
 /// Entry program marking the end of a connection.
 const FREE_PROGRAM: &str = "ssl_free_enter";
 
+/// Entry program capturing the server name.
+const CTRL_PROGRAM: &str = "ssl_ctrl_enter";
+
 /// Return-site programs (see `sites`), per function.
 const RETURN_SITE_PROGRAMS: [(TlsFunction, &str); 2] = [
     (TlsFunction::SslWrite, "ssl_write_ret_site"),
     (TlsFunction::SslRead, "ssl_read_ret_site"),
 ];
+
+/// Syscall tracepoints that tie connections to their sockets (see sensor-ebpf's
+/// io.rs); the program is named after the tracepoint.
+const IO_TRACEPOINTS: [&str; 8] = [
+    "sys_enter_read",
+    "sys_enter_readv",
+    "sys_enter_recvfrom",
+    "sys_enter_recvmsg",
+    "sys_enter_write",
+    "sys_enter_writev",
+    "sys_enter_sendto",
+    "sys_enter_sendmsg",
+];
+
+/// Scheduler tracepoints for process lifecycle (see sensor-ebpf's lifecycle.rs).
+const SCHED_TRACEPOINTS: [&str; 2] = ["sched_process_exec", "sched_process_exit"];
 
 /// Options of [`Probes::load`].
 #[derive(Debug, Clone, Copy)]
@@ -97,8 +116,10 @@ impl Probes {
         }
         let cookies = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 15, 0));
         let flag: u8 = cookies.into();
+        let offsets = sock_offsets();
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", opts.ring_bytes)
+            .override_global("TELLTALE_SOCK_OFFSETS", &offsets, true)
             .override_global("TELLTALE_USE_COOKIE", &flag, true)
             .override_global("TELLTALE_WAKEUP_BYTES", &opts.wakeup_bytes, true)
             .load(EBPF_OBJECT)
@@ -106,7 +127,7 @@ impl Probes {
         let names = PROGRAMS.iter().flat_map(|(_, enter, exit)| [*enter, *exit]);
         let names = names
             .chain(RETURN_SITE_PROGRAMS.iter().map(|p| p.1))
-            .chain([FREE_PROGRAM]);
+            .chain([FREE_PROGRAM, CTRL_PROGRAM]);
         for name in names {
             let prog: &mut UProbe = program(&mut ebpf, name)?;
             prog.load().map_err(|e| CaptureError::Program {
@@ -114,6 +135,7 @@ impl Probes {
                 error: format!("{e:#}"),
             })?;
         }
+        attach_io_tracepoints(&mut ebpf);
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or(CaptureError::MissingMap("COUNTERS"))?;
@@ -229,13 +251,28 @@ impl Probes {
                 error: result.err().map(|e| e.to_string()),
             });
         }
-        if let Some(offset) = target.free_offset {
-            let result = attach_one(ebpf, FREE_PROGRAM, &target.path, offset, None);
+        let aux = [
+            (
+                target.free_offset,
+                FREE_PROGRAM,
+                sensor_common::SSL_FREE_SYMBOL,
+                "entry: marks the end of a connection",
+            ),
+            (
+                target.ctrl_offset,
+                CTRL_PROGRAM,
+                sensor_common::SSL_CTRL_SYMBOL,
+                "entry: the server name (SNI) a client sets",
+            ),
+        ];
+        for (offset, program, symbol, detail) in aux {
+            let Some(offset) = offset else { continue };
+            let result = attach_one(ebpf, program, &target.path, offset, None);
             report.push(FunctionAttachment {
-                symbol: sensor_common::SSL_FREE_SYMBOL,
+                symbol,
                 offset: format!("{offset:#x}"),
                 strategy: if result.is_ok() { "entry" } else { "failed" },
-                detail: "entry: marks the end of a connection".to_owned(),
+                detail: detail.to_owned(),
                 error: result.err().map(|e| e.to_string()),
             });
         }
@@ -256,6 +293,121 @@ impl Probes {
             }
         }
         KernelCounters(values)
+    }
+}
+
+/// Offsets of the kernel fields the in-kernel socket lookup follows, from this
+/// kernel's BTF. Without them events still get their flow from `/proc`, except
+/// for processes that exit first.
+fn sock_offsets() -> sensor_common::SockOffsets {
+    use super::btf::Btf;
+    let btf = match Btf::from_sys() {
+        Ok(Ok(btf)) => btf,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot parse the kernel's BTF; flows come from /proc only");
+            return Default::default();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no kernel BTF; flows come from /proc only");
+            return Default::default();
+        }
+    };
+    let all = || -> Result<sensor_common::SockOffsets, super::btf::BtfError> {
+        let sc = |f: &str| btf.offset("sock_common", &[f]);
+        let common = btf.offset("sock", &["__sk_common"])?;
+        Ok(sensor_common::SockOffsets {
+            valid: 1,
+            task_files: btf.offset("task_struct", &["files"])?,
+            files_fdt: btf.offset("files_struct", &["fdt"])?,
+            fdt_fd: btf.offset("fdtable", &["fd"])?,
+            fdt_max_fds: btf.offset("fdtable", &["max_fds"])?,
+            file_private_data: btf.offset("file", &["private_data"])?,
+            file_inode: btf.offset("file", &["f_inode"])?,
+            inode_mode: btf.offset("inode", &["i_mode"])?,
+            socket_sk: btf.offset("socket", &["sk"])?,
+            // A bitfield before 5.6: then the protocol stays unknown.
+            sk_protocol: btf.offset("sock", &["sk_protocol"]).unwrap_or(u32::MAX),
+            skc_family: common + sc("skc_family")?,
+            skc_num: common + sc("skc_num")?,
+            skc_dport: common + sc("skc_dport")?,
+            skc_rcv_saddr: common + sc("skc_rcv_saddr")?,
+            skc_daddr: common + sc("skc_daddr")?,
+            skc_v6_rcv_saddr: common + sc("skc_v6_rcv_saddr")?,
+            skc_v6_daddr: common + sc("skc_v6_daddr")?,
+        })
+    };
+    all().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "kernel layout not understood; flows come from /proc only");
+        Default::default()
+    })
+}
+
+/// Attaches the syscall tracepoints. Without them (no tracefs, a kernel without
+/// syscall tracepoints) capture works but events cannot name their flow, which
+/// they then say; so failures are logged, not fatal.
+fn attach_io_tracepoints(ebpf: &mut Ebpf) {
+    ensure_tracefs();
+    let attach_all = |ebpf: &mut Ebpf, category: &str, names: &[&str]| {
+        let mut failed = Vec::new();
+        for &name in names {
+            let result = ebpf
+                .program_mut(name)
+                .ok_or_else(|| "missing from the kernel object".to_owned())
+                .and_then(|p| {
+                    let tp: &mut TracePoint = p.try_into().map_err(|e| format!("{e}"))?;
+                    tp.load().map_err(|e| format!("{e:#}"))?;
+                    tp.attach(category, name)
+                        .map(drop)
+                        .map_err(|e| format!("{e:#}"))
+                });
+            if let Err(e) = result {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+        failed
+    };
+    let failed = attach_all(ebpf, "syscalls", &IO_TRACEPOINTS);
+    if !failed.is_empty() {
+        tracing::warn!(
+            failures = %failed.join("; "),
+            "syscall tracepoints unavailable: events will not name their network flow"
+        );
+    }
+    let failed = attach_all(ebpf, "sched", &SCHED_TRACEPOINTS);
+    if !failed.is_empty() {
+        tracing::warn!(
+            failures = %failed.join("; "),
+            "scheduler tracepoints unavailable: new programs are found only by rescans"
+        );
+    }
+}
+
+/// Mounts tracefs at /sys/kernel/tracing when neither it nor debugfs's copy is
+/// mounted (classic tracepoints need it; uprobes do not).
+fn ensure_tracefs() {
+    use std::path::Path;
+    if Path::new("/sys/kernel/tracing/events").exists()
+        || Path::new("/sys/kernel/debug/tracing/events").exists()
+    {
+        return;
+    }
+    // SAFETY: plain mount(2) with valid NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        tracing::info!("mounted tracefs at /sys/kernel/tracing");
+    } else {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "tracefs is not mounted and could not be mounted"
+        );
     }
 }
 

@@ -1,8 +1,8 @@
 //! Parsing of raw ring-buffer records into typed chunks.
 
 use sensor_common::{
-    ABI_VERSION, COMM_LEN, ConnCloseRecord, Direction, RecordKind, TLS_CHUNK_HEADER_LEN,
-    TlsChunkHeader, TlsFunction,
+    ABI_VERSION, COMM_LEN, ConnCloseRecord, Direction, FdBindRecord, FdSource, RecordKind,
+    SERVER_NAME_MAX, ServerNameRecord, TLS_CHUNK_HEADER_LEN, TlsChunkHeader, TlsFunction,
 };
 
 /// One record from the kernel.
@@ -12,6 +12,41 @@ pub enum Record<'a> {
     Chunk(Chunk<'a>),
     /// A connection object was freed.
     Close(Close),
+    /// A client set the server name (SNI) of a connection.
+    ServerName(ServerName),
+    /// The socket descriptor of a connection, learned after its data.
+    FdBind(FdBind),
+    /// Process `pid` started a new program.
+    Exec(u32),
+    /// Process `pid`, which made SSL calls, exited.
+    Exit(u32),
+}
+
+/// The descriptor `fd` of process `pid` carries connection `conn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdBind {
+    /// Process id.
+    pub pid: u32,
+    /// The `SSL *`.
+    pub conn: u64,
+    /// The descriptor.
+    pub fd: i32,
+    /// How the descriptor was tied to the connection.
+    pub source: FdSource,
+    /// Local and remote address and the IP protocol (0 if unknown), when the
+    /// kernel could read them.
+    pub addrs: Option<(std::net::SocketAddr, std::net::SocketAddr, u16)>,
+}
+
+/// The server name a client set on `conn` in process `pid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerName {
+    /// Process id.
+    pub pid: u32,
+    /// The `SSL *`.
+    pub conn: u64,
+    /// The name (lossily decoded; DNS names are ASCII).
+    pub name: String,
 }
 
 /// The end of a connection: `SSL_free` on `conn` in process `pid`.
@@ -52,6 +87,10 @@ pub struct Chunk<'a> {
     pub total_len: u64,
     /// Offset of `data` within the call's message.
     pub offset: u64,
+    /// The connection's socket descriptor, or -1 when not known.
+    pub fd: i32,
+    /// How `fd` was learned.
+    pub fd_source: FdSource,
     /// The plaintext bytes of this chunk.
     pub data: &'a [u8],
 }
@@ -87,6 +126,10 @@ pub fn parse(buf: &[u8]) -> Result<Record<'_>, RecordError> {
     match RecordKind::from_u16(kind) {
         Some(RecordKind::TlsChunk) => parse_chunk(buf).map(Record::Chunk),
         Some(RecordKind::ConnClose) => parse_close(buf).map(Record::Close),
+        Some(RecordKind::ServerName) => parse_server_name(buf).map(Record::ServerName),
+        Some(RecordKind::FdBind) => parse_fd_bind(buf).map(Record::FdBind),
+        Some(RecordKind::Exec) => parse_process(buf).map(Record::Exec),
+        Some(RecordKind::Exit) => parse_process(buf).map(Record::Exit),
         None => Err(RecordError::Kind(kind)),
     }
 }
@@ -101,6 +144,67 @@ fn parse_close(buf: &[u8]) -> Result<Close, RecordError> {
         pid: r.pid,
         conn: r.conn,
         ts_ns: r.ts_ns,
+    })
+}
+
+fn parse_process(buf: &[u8]) -> Result<u32, RecordError> {
+    if buf.len() < std::mem::size_of::<sensor_common::ProcessRecord>() {
+        return Err(RecordError::Short(buf.len()));
+    }
+    // SAFETY: length checked; any bit pattern is a valid ProcessRecord.
+    let r: sensor_common::ProcessRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    Ok(r.pid)
+}
+
+fn parse_fd_bind(buf: &[u8]) -> Result<FdBind, RecordError> {
+    if buf.len() < std::mem::size_of::<FdBindRecord>() {
+        return Err(RecordError::Short(buf.len()));
+    }
+    // SAFETY: length checked; any bit pattern is a valid FdBindRecord.
+    let r: FdBindRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = |a: [u8; 16]| match r.family {
+        2 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
+        10 => {
+            let v6 = Ipv6Addr::from(a);
+            Some(
+                v6.to_ipv4_mapped()
+                    .map(IpAddr::V4)
+                    .unwrap_or(IpAddr::V6(v6)),
+            )
+        }
+        _ => None,
+    };
+    let addrs = match (ip(r.local_addr), ip(r.remote_addr)) {
+        (Some(l), Some(rm)) => Some((
+            SocketAddr::new(l, r.local_port),
+            SocketAddr::new(rm, r.remote_port),
+            r.protocol,
+        )),
+        _ => None,
+    };
+    Ok(FdBind {
+        pid: r.pid,
+        conn: r.conn,
+        fd: r.fd,
+        source: FdSource::from_u8(r.source),
+        addrs,
+    })
+}
+
+fn parse_server_name(buf: &[u8]) -> Result<ServerName, RecordError> {
+    if buf.len() < std::mem::size_of::<ServerNameRecord>() {
+        return Err(RecordError::Short(buf.len()));
+    }
+    // SAFETY: length checked; any bit pattern is a valid ServerNameRecord.
+    let r: ServerNameRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let len = usize::from(r.len).min(SERVER_NAME_MAX);
+    let bytes = &r.name[..len];
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(len);
+    Ok(ServerName {
+        pid: r.pid,
+        conn: r.conn,
+        name: String::from_utf8_lossy(&bytes[..end]).into_owned(),
     })
 }
 
@@ -140,6 +244,8 @@ fn parse_chunk(buf: &[u8]) -> Result<Chunk<'_>, RecordError> {
         ts_ns: h.ts_ns,
         total_len: h.total_len,
         offset: h.offset,
+        fd: h.fd,
+        fd_source: FdSource::from_u8(h.fd_source),
         data,
     })
 }
@@ -170,9 +276,10 @@ pub(crate) mod tests {
             abi: ABI_VERSION,
             direction: Direction::Egress as u8,
             function: TlsFunction::SslWrite as u8,
+            fd_source: 0,
             _pad: 0,
             data_len,
-            _pad2: 0,
+            fd: -1,
             ts_ns: 42,
             pid: 10,
             tid: 11,
@@ -206,6 +313,17 @@ pub(crate) mod tests {
         close[2..4].copy_from_slice(&ABI_VERSION.to_ne_bytes());
         assert!(matches!(parse(&close), Ok(Record::Close(_))));
         assert_eq!(parse(&close[..20]), Err(RecordError::Short(20)));
+        let mut sni = vec![0u8; std::mem::size_of::<ServerNameRecord>()];
+        sni[..2].copy_from_slice(&(RecordKind::ServerName as u16).to_ne_bytes());
+        sni[2..4].copy_from_slice(&ABI_VERSION.to_ne_bytes());
+        sni[4..6].copy_from_slice(&9u16.to_ne_bytes());
+        sni[32..41].copy_from_slice(b"api.x.com");
+        let Ok(Record::ServerName(n)) = parse(&sni) else {
+            panic!("server name record")
+        };
+        assert_eq!(n.name, "api.x.com");
+        sni[4..6].copy_from_slice(&u16::MAX.to_ne_bytes());
+        assert!(parse(&sni).is_ok(), "an oversized length is clamped");
         let mut h = header(0, 5, 5);
         h.abi = 99;
         assert_eq!(

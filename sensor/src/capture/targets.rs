@@ -52,6 +52,9 @@ pub struct Target {
     /// File offset of `SSL_free`, hooked to learn when a connection ends.
     #[serde(serialize_with = "ser_offset")]
     pub free_offset: Option<u64>,
+    /// File offset of `SSL_ctrl`, hooked to learn the server name (SNI).
+    #[serde(serialize_with = "ser_offset")]
+    pub ctrl_offset: Option<u64>,
     /// Why the file was considered, e.g. "standard library path" or
     /// "mapped by pid 42 (curl)".
     pub reasons: Vec<String>,
@@ -156,7 +159,18 @@ impl Discovery {
         if cfg.scan_processes {
             process_files(&mut candidates);
         }
+        self.inspect(candidates)
+    }
 
+    /// Looks at the program and libraries of one process (one that just exec'd)
+    /// and returns the targets not seen before.
+    pub fn scan_pid(&mut self, pid: u32) -> Vec<Target> {
+        let mut candidates = Vec::new();
+        process_candidates(pid, &mut BTreeSet::new(), &mut candidates);
+        self.inspect(candidates)
+    }
+
+    fn inspect(&mut self, candidates: Vec<Candidate>) -> Vec<Target> {
         // Group reasons per inode, keeping the first path seen.
         let mut by_file: HashMap<FileId, (Candidate, BTreeSet<String>)> = HashMap::new();
         for c in candidates {
@@ -199,6 +213,7 @@ impl Discovery {
                 library: "openssl",
                 functions: symbols.io,
                 free_offset: symbols.free_offset,
+                ctrl_offset: symbols.ctrl_offset,
                 reasons: reasons.into_iter().collect(),
             });
         }
@@ -328,8 +343,15 @@ fn process_files(out: &mut Vec<Candidate>) {
         else {
             continue;
         };
+        process_candidates(pid, &mut seen, out);
+    }
+}
+
+/// The libssl mappings and the main executable of process `pid`.
+fn process_candidates(pid: u32, seen: &mut BTreeSet<(u64, u64)>, out: &mut Vec<Candidate>) {
+    {
         let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            continue; // exited, or a kernel thread
+            return; // exited, or a kernel thread
         };
         let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();

@@ -10,12 +10,40 @@
 //! `max_pending_bytes` buffered bytes; the oldest partial message is given up
 //! first, and every such loss is counted.
 
-use std::collections::HashMap;
+mod socket;
+
+use std::{collections::HashMap, sync::Arc};
 
 use sensor_common::{COMM_LEN, Direction, MAX_CAPTURE_PER_CALL, TlsFunction};
 use serde::Serialize;
 
-use crate::capture::Chunk;
+pub use socket::SocketInfo;
+
+use crate::capture::{Chunk, FdBind, FdSource};
+
+/// Finds the flow behind a process's descriptor (the real one reads `/proc`).
+pub type SocketResolver = Box<dyn FnMut(u32, i32) -> Result<SocketInfo, String> + Send>;
+
+/// The resolver that reads `/proc/PID/fd` and `/proc/PID/net/tcp{,6}`.
+pub fn proc_socket_resolver() -> SocketResolver {
+    Box::new(socket::resolve)
+}
+
+/// What an event says about a connection's flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketView {
+    /// The flow, and how its descriptor was found.
+    Known(Arc<SocketInfo>, FdSource),
+    /// Why the flow is not known.
+    Unknown(Arc<str>),
+}
+
+/// How long an `SSL_write` without socket I/O of its own waits for the thread's
+/// next write to name its descriptor (memory-BIO stacks write right after).
+const ATTRIBUTION_WAIT_NS: u64 = 50_000_000;
+
+/// Held messages per connection before they are released without a flow.
+const MAX_HELD_PER_CONN: usize = 64;
 
 /// Names a TLS connection: the process, the library's connection object, and a
 /// sensor-wide id that tells apart connections that reused one address.
@@ -65,6 +93,31 @@ pub struct TlsMessage {
     /// The call was longer than the kernel captures per call
     /// ([`MAX_CAPTURE_PER_CALL`]); `data` holds the first part.
     pub truncated: bool,
+    /// The server name the client asked for (SNI), when the client set one.
+    pub server_name: Option<Arc<str>>,
+    /// The connection's network flow.
+    pub socket: SocketView,
+    /// Descriptor reported with the call (-1 if none) and how it was found.
+    fd: (i32, FdSource),
+}
+
+/// What is known about a connection's flow.
+#[derive(Debug, Clone)]
+enum Flow {
+    /// No descriptor seen yet.
+    Unseen,
+    /// Resolved (or failed to resolve) once; kept for the connection's life.
+    Done(SocketView),
+}
+
+/// What is known about an open connection besides its bytes.
+#[derive(Debug)]
+struct ConnState {
+    id: u64,
+    server_name: Option<Arc<str>>,
+    flow: Flow,
+    /// Messages waiting for the descriptor, oldest first, with their deadline.
+    held: Vec<(u64, TlsMessage)>,
 }
 
 /// Limits of the reassembler.
@@ -98,6 +151,8 @@ pub struct ReassemblyStats {
     /// Connections forgotten without a close (their process exited, or the
     /// connection table was full).
     pub forgotten: u64,
+    /// Connections open now (a gauge).
+    pub open_connections: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -116,12 +171,12 @@ struct Pending {
     seq: u64,
 }
 
-/// Reassembles chunks into messages.
-#[derive(Debug)]
+/// Reassembles chunks into messages and keeps per-connection state.
 pub struct Reassembler {
     limits: Limits,
-    /// Connection ids of open connections, by (pid, address).
-    conns: HashMap<(u32, u64), u64>,
+    resolver: SocketResolver,
+    /// Open connections, by (pid, address).
+    conns: HashMap<(u32, u64), ConnState>,
     next_conn_id: u64,
     pending: HashMap<StreamKey, Pending>,
     pending_bytes: usize,
@@ -130,10 +185,11 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
-    /// A reassembler with the given limits.
-    pub fn new(limits: Limits) -> Self {
+    /// A reassembler with the given limits that resolves flows with `resolver`.
+    pub fn new(limits: Limits, resolver: SocketResolver) -> Self {
         Self {
             limits,
+            resolver,
             conns: HashMap::new(),
             next_conn_id: 0,
             pending: HashMap::new(),
@@ -145,7 +201,10 @@ impl Reassembler {
 
     /// Counters so far.
     pub fn stats(&self) -> ReassemblyStats {
-        self.stats
+        ReassemblyStats {
+            open_connections: self.conns.len() as u64,
+            ..self.stats
+        }
     }
 
     /// Partial messages held now.
@@ -156,16 +215,28 @@ impl Reassembler {
 
     /// The id of the open connection at (pid, address), allocating one for a new
     /// connection.
-    fn conn_id(&mut self, pid: u32, conn: u64) -> u64 {
-        if let Some(id) = self.conns.get(&(pid, conn)) {
-            return *id;
+    fn conn_state(&mut self, pid: u32, conn: u64) -> &mut ConnState {
+        if !self.conns.contains_key(&(pid, conn)) {
+            if self.conns.len() >= self.limits.max_connections {
+                self.prune_connections();
+            }
+            self.next_conn_id += 1;
+            let state = ConnState {
+                id: self.next_conn_id,
+                server_name: None,
+                flow: Flow::Unseen,
+                held: Vec::new(),
+            };
+            self.conns.insert((pid, conn), state);
         }
-        if self.conns.len() >= self.limits.max_connections {
-            self.prune_connections();
-        }
-        self.next_conn_id += 1;
-        self.conns.insert((pid, conn), self.next_conn_id);
-        self.next_conn_id
+        self.conns
+            .get_mut(&(pid, conn))
+            .expect("inserted above when missing")
+    }
+
+    /// A client set the server name of the connection at (pid, address).
+    pub fn set_server_name(&mut self, pid: u32, conn: u64, name: &str) {
+        self.conn_state(pid, conn).server_name = Some(Arc::from(name));
     }
 
     /// Makes room in the connection table: first forget connections of processes
@@ -175,25 +246,75 @@ impl Reassembler {
         self.conns
             .retain(|(pid, _), _| std::path::Path::new(&format!("/proc/{pid}")).exists());
         if self.conns.len() >= self.limits.max_connections {
-            let mut ids: Vec<u64> = self.conns.values().copied().collect();
+            let mut ids: Vec<u64> = self.conns.values().map(|c| c.id).collect();
             ids.sort_unstable();
             let cut = ids[ids.len() / 2];
-            self.conns.retain(|_, id| *id > cut);
+            self.conns.retain(|_, c| c.id > cut);
         }
         self.stats.forgotten += (before - self.conns.len()) as u64;
     }
 
     /// A process freed the connection object at `conn`: the next connection at
-    /// that address is a new one.
-    pub fn close(&mut self, pid: u32, conn: u64) {
-        if self.conns.remove(&(pid, conn)).is_some() {
+    /// that address is a new one. Messages still waiting for its flow go out.
+    pub fn close<F: FnMut(TlsMessage)>(&mut self, pid: u32, conn: u64, mut out: F) {
+        if let Some(mut st) = self.conns.remove(&(pid, conn)) {
             self.stats.closed += 1;
+            release(
+                &mut st,
+                "the connection closed before its socket was seen",
+                &mut out,
+            );
+        }
+    }
+
+    /// The kernel tied the connection at (pid, address) to a descriptor, and read
+    /// its addresses when it could.
+    pub fn bind_fd<F: FnMut(TlsMessage)>(&mut self, bind: &FdBind, mut out: F) {
+        let view = match bind.addrs {
+            Some((local, remote, proto)) => SocketView::Known(
+                Arc::new(SocketInfo::new(bind.fd, proto, local, remote)),
+                bind.source,
+            ),
+            None => resolve_view(&mut self.resolver, bind.pid, bind.fd, bind.source),
+        };
+        let st = self.conn_state(bind.pid, bind.conn);
+        st.flow = Flow::Done(view);
+        release(st, "", &mut out);
+    }
+
+    /// Process `pid` exited: its connections end, held messages go out.
+    pub fn forget_pid<F: FnMut(TlsMessage)>(&mut self, pid: u32, mut out: F) {
+        let keys: Vec<(u32, u64)> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
+        for k in keys {
+            if let Some(mut st) = self.conns.remove(&k) {
+                self.stats.closed += 1;
+                release(
+                    &mut st,
+                    "the process exited before its socket was seen",
+                    &mut out,
+                );
+            }
+        }
+    }
+
+    /// Releases messages that waited longer than the attribution window.
+    pub fn release_overdue<F: FnMut(TlsMessage)>(&mut self, now_ns: u64, mut out: F) {
+        for st in self.conns.values_mut() {
+            if st
+                .held
+                .first()
+                .is_some_and(|(deadline, _)| *deadline <= now_ns)
+            {
+                release(st, "no socket I/O seen around the call", &mut out);
+            }
         }
     }
 
     /// Feeds one chunk; messages it completes or ends are passed to `out`.
     pub fn push<F: FnMut(TlsMessage)>(&mut self, c: &Chunk<'_>, mut out: F) {
-        let id = self.conn_id(c.pid, c.conn);
+        let state = self.conn_state(c.pid, c.conn);
+        let id = state.id;
+        let server_name = state.server_name.clone();
         let sk = StreamKey {
             key: ConnKey {
                 pid: c.pid,
@@ -222,6 +343,9 @@ impl Reassembler {
                 data: c.data.to_vec(),
                 complete: false,
                 truncated: c.total_len > MAX_CAPTURE_PER_CALL,
+                server_name,
+                socket: SocketView::Unknown(Arc::from("")),
+                fd: (c.fd, c.fd_source),
             };
             let p = Pending {
                 msg,
@@ -277,13 +401,20 @@ impl Reassembler {
         }
     }
 
-    /// Ends every partial message (at shutdown).
+    /// Ends every partial message and releases every held one (at shutdown).
     pub fn flush<F: FnMut(TlsMessage)>(&mut self, mut out: F) {
         let keys: Vec<StreamKey> = self.pending.keys().copied().collect();
         for k in keys {
             if let Some(p) = self.remove(&k) {
                 self.finish(p, &mut out);
             }
+        }
+        for st in self.conns.values_mut() {
+            release(
+                st,
+                "the sensor stopped before the socket was seen",
+                &mut out,
+            );
         }
     }
 
@@ -331,7 +462,61 @@ impl Reassembler {
         if !p.msg.complete {
             self.stats.incomplete += 1;
         }
-        out(p.msg);
+        self.attribute(p.msg, p.last_seen_ns, out);
+    }
+
+    /// Gives a finished message its flow, or holds it briefly when the flow is
+    /// about to be learned (an `SSL_write` of a memory-BIO stack).
+    fn attribute<F: FnMut(TlsMessage)>(&mut self, mut msg: TlsMessage, now_ns: u64, out: &mut F) {
+        let Some(st) = self.conns.get_mut(&(msg.key.pid, msg.key.conn)) else {
+            msg.socket = SocketView::Unknown(Arc::from("connection state was forgotten"));
+            out(msg);
+            return;
+        };
+        let (fd, source) = msg.fd;
+        if matches!(st.flow, Flow::Unseen) && fd >= 0 {
+            st.flow = Flow::Done(resolve_view(&mut self.resolver, msg.key.pid, fd, source));
+        }
+        match &st.flow {
+            Flow::Done(view) if st.held.is_empty() => {
+                msg.socket = view.clone();
+                out(msg);
+            }
+            Flow::Done(_) => {
+                st.held.push((now_ns, msg));
+                release(st, "", out);
+            }
+            Flow::Unseen => {
+                let wait = msg.direction == Direction::Egress || !st.held.is_empty();
+                if wait && st.held.len() < MAX_HELD_PER_CONN {
+                    st.held.push((now_ns + ATTRIBUTION_WAIT_NS, msg));
+                } else {
+                    release(st, "no socket I/O seen around the call", out);
+                    msg.socket =
+                        SocketView::Unknown(Arc::from("no socket I/O seen around the call"));
+                    out(msg);
+                }
+            }
+        }
+    }
+}
+
+fn resolve_view(resolver: &mut SocketResolver, pid: u32, fd: i32, source: FdSource) -> SocketView {
+    match resolver(pid, fd) {
+        Ok(info) => SocketView::Known(Arc::new(info), source),
+        Err(why) => SocketView::Unknown(Arc::from(why)),
+    }
+}
+
+/// Sends a connection's held messages, in order, with its flow (or `why` not).
+fn release<F: FnMut(TlsMessage)>(st: &mut ConnState, why: &str, out: &mut F) {
+    let view = match &st.flow {
+        Flow::Done(v) => v.clone(),
+        Flow::Unseen => SocketView::Unknown(Arc::from(why)),
+    };
+    for (_, mut m) in st.held.drain(..) {
+        m.socket = view.clone();
+        out(m);
     }
 }
 
@@ -345,6 +530,20 @@ mod tests {
         stale_after_ns: 1_000,
         max_connections: 1024,
     };
+
+    fn reasm(limits: Limits) -> Reassembler {
+        Reassembler::new(
+            limits,
+            Box::new(|_, fd| {
+                if fd == 99 {
+                    return Err("not a socket".to_owned());
+                }
+                let a: std::net::SocketAddr = "127.0.0.1:1000".parse().unwrap();
+                let b: std::net::SocketAddr = "127.0.0.1:443".parse().unwrap();
+                Ok(SocketInfo::new(fd, 6, a, b))
+            }),
+        )
+    }
 
     fn chunk(tid: u32, conn: u64, offset: u64, data: &[u8], total: u64) -> Chunk<'_> {
         Chunk {
@@ -360,6 +559,8 @@ mod tests {
             ts_ns: 100,
             total_len: total,
             offset,
+            fd: 5,
+            fd_source: FdSource::Nested,
             data,
         }
     }
@@ -374,7 +575,7 @@ mod tests {
 
     #[test]
     fn single_chunk_message_is_complete_at_once() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let out = run(&mut r, &[chunk(1, 7, 0, b"GET / HTTP/1.1\r\n\r\n", 18)]);
         assert_eq!(out.len(), 1);
         assert!(out[0].complete);
@@ -384,7 +585,7 @@ mod tests {
 
     #[test]
     fn chunks_are_joined_in_order_and_interleaved_streams_stay_apart() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let out = run(
             &mut r,
             &[
@@ -405,7 +606,7 @@ mod tests {
 
     #[test]
     fn a_gap_ends_the_message_as_incomplete_and_counts_the_orphan() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let out = run(
             &mut r,
             &[chunk(1, 7, 0, b"aaa", 9), chunk(1, 7, 6, b"ccc", 9)],
@@ -419,7 +620,7 @@ mod tests {
 
     #[test]
     fn a_new_message_ends_the_unfinished_one() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let out = run(
             &mut r,
             &[chunk(1, 7, 0, b"aaa", 9), chunk(1, 7, 0, b"new", 3)],
@@ -431,7 +632,7 @@ mod tests {
 
     #[test]
     fn limits_evict_the_oldest_and_expiry_flushes_stale() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let chunks: Vec<_> = (0..6).map(|i| chunk(i, 7, 0, b"a", 10)).collect();
         let out = run(&mut r, &chunks);
         assert_eq!(out.len(), 2, "two evicted to keep four");
@@ -447,7 +648,7 @@ mod tests {
 
     #[test]
     fn byte_budget_is_enforced() {
-        let mut r = Reassembler::new(Limits {
+        let mut r = reasm(Limits {
             max_pending_bytes: 5,
             ..LIMITS
         });
@@ -462,11 +663,11 @@ mod tests {
 
     #[test]
     fn a_reused_address_after_close_is_a_new_connection() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let a = run(&mut r, &[chunk(1, 7, 0, b"one", 3)]);
         let b = run(&mut r, &[chunk(1, 7, 0, b"two", 3)]);
         assert_eq!(a[0].key, b[0].key, "same connection until closed");
-        r.close(1, 7);
+        r.close(1, 7, |_| {});
         let c = run(&mut r, &[chunk(1, 7, 0, b"three", 5)]);
         assert_ne!(a[0].key.id, c[0].key.id);
         assert_ne!(a[0].key.to_string(), c[0].key.to_string());
@@ -474,8 +675,84 @@ mod tests {
     }
 
     #[test]
+    fn the_server_name_follows_the_connection_until_it_closes() {
+        let mut r = reasm(LIMITS);
+        r.set_server_name(1, 7, "api.example.com");
+        let a = run(&mut r, &[chunk(1, 7, 0, b"one", 3)]);
+        assert_eq!(a[0].server_name.as_deref(), Some("api.example.com"));
+        let other = run(&mut r, &[chunk(1, 8, 0, b"x", 1)]);
+        assert_eq!(other[0].server_name, None);
+        r.close(1, 7, |_| {});
+        let b = run(&mut r, &[chunk(1, 7, 0, b"two", 3)]);
+        assert_eq!(b[0].server_name, None, "a new connection at the address");
+    }
+
+    #[test]
+    fn the_flow_is_resolved_once_and_carried_by_every_message() {
+        let mut r = reasm(LIMITS);
+        let out = run(&mut r, &[chunk(1, 7, 0, b"a", 1), chunk(1, 7, 0, b"b", 1)]);
+        for m in &out {
+            let SocketView::Known(info, FdSource::Nested) = &m.socket else {
+                panic!("{:?}", m.socket);
+            };
+            assert_eq!(info.remote.port(), 443);
+        }
+    }
+
+    #[test]
+    fn a_write_without_io_waits_for_the_following_write() {
+        let mut r = reasm(LIMITS);
+        let mut c = chunk(1, 7, 0, b"req", 3);
+        c.fd = -1;
+        c.fd_source = FdSource::Unknown;
+        assert!(run(&mut r, &[c.clone()]).is_empty(), "held");
+        // A read on the same connection keeps the order: held too.
+        let mut rd = c.clone();
+        rd.direction = Direction::Ingress;
+        rd.function = TlsFunction::SslRead;
+        assert!(run(&mut r, &[rd]).is_empty());
+        let mut out = Vec::new();
+        let bind = FdBind {
+            pid: 1,
+            conn: 7,
+            fd: 5,
+            source: FdSource::FollowingWrite,
+            addrs: None,
+        };
+        r.bind_fd(&bind, |m| out.push(m));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].data, b"req");
+        assert!(
+            out.iter()
+                .all(|m| matches!(m.socket, SocketView::Known(_, FdSource::FollowingWrite)))
+        );
+        // Without a bind, the deadline releases the message as unknown.
+        let mut c2 = c.clone();
+        c2.conn = 8;
+        assert!(run(&mut r, &[c2]).is_empty());
+        let mut late = Vec::new();
+        r.release_overdue(100 + ATTRIBUTION_WAIT_NS - 1, |m| late.push(m));
+        assert!(late.is_empty());
+        r.release_overdue(100 + ATTRIBUTION_WAIT_NS, |m| late.push(m));
+        assert_eq!(late.len(), 1);
+        assert!(matches!(late[0].socket, SocketView::Unknown(_)));
+    }
+
+    #[test]
+    fn a_descriptor_that_is_no_socket_is_reported_as_such() {
+        let mut r = reasm(LIMITS);
+        let mut c = chunk(1, 7, 0, b"x", 1);
+        c.fd = 99;
+        let out = run(&mut r, &[c]);
+        let SocketView::Unknown(why) = &out[0].socket else {
+            panic!("unknown expected");
+        };
+        assert_eq!(&**why, "not a socket");
+    }
+
+    #[test]
     fn the_connection_table_is_bounded() {
-        let mut r = Reassembler::new(Limits {
+        let mut r = reasm(Limits {
             max_connections: 8,
             ..LIMITS
         });
@@ -489,7 +766,7 @@ mod tests {
 
     #[test]
     fn truncated_calls_complete_at_the_capture_limit() {
-        let mut r = Reassembler::new(LIMITS);
+        let mut r = reasm(LIMITS);
         let big = vec![b'z'; MAX_CAPTURE_PER_CALL as usize];
         let total = MAX_CAPTURE_PER_CALL + 10;
         let out = run(&mut r, &[chunk(1, 7, 0, &big, total)]);

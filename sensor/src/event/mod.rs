@@ -8,9 +8,10 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::{
-    capture::{KernelCounters, comm_str},
-    conn::{ReassemblyStats, TlsMessage},
+    capture::{FdSource, KernelCounters, comm_str},
+    conn::{ReassemblyStats, SocketView, TlsMessage},
     host::HostIdentity,
+    process::{ProcessCacheStats, ProcessContext},
 };
 
 /// Version of the event schema. Bumped on any incompatible change.
@@ -78,7 +79,8 @@ pub fn rfc3339(unix_ns: i128) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// The process that made a call.
+/// The process that made a call: what the kernel reported with the call, and
+/// what `/proc` says about the process (when it could be read).
 #[derive(Debug, Serialize)]
 pub struct ProcessInfo {
     /// Process id (initial PID namespace).
@@ -89,8 +91,43 @@ pub struct ProcessInfo {
     pub uid: u32,
     /// Real gid.
     pub gid: u32,
-    /// Thread name (`comm`).
+    /// Name (`comm`) of the calling thread.
     pub comm: String,
+    /// The rest of the process's context.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ContextOut>,
+}
+
+/// Process-context fields not already carried by [`ProcessInfo`] (whose pid,
+/// uid and comm come with the call itself).
+#[derive(Debug)]
+pub struct ContextOut(std::sync::Arc<ProcessContext>);
+
+impl ContextOut {
+    /// Wraps a cached context.
+    pub fn new(ctx: std::sync::Arc<ProcessContext>) -> Self {
+        Self(ctx)
+    }
+}
+
+impl Serialize for ContextOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = &*self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ppid", &c.ppid)?;
+        m.serialize_entry("exe", &c.exe)?;
+        m.serialize_entry("exe_sha256", &c.exe_sha256)?;
+        m.serialize_entry("exe_build_id", &c.exe_build_id)?;
+        m.serialize_entry("cmdline", &c.cmdline)?;
+        m.serialize_entry("user", &c.user)?;
+        m.serialize_entry("login_uid", &c.login_uid)?;
+        m.serialize_entry("cgroup", &c.cgroup)?;
+        m.serialize_entry("container", &c.container)?;
+        m.serialize_entry("ancestry", &c.ancestry)?;
+        m.serialize_entry("start_time", &c.start_time)?;
+        m.end()
+    }
 }
 
 /// Where the plaintext was captured.
@@ -107,6 +144,70 @@ pub struct TlsInfo {
     /// The library or executable file the probe sat in, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// The server name (SNI) the client asked for, when it set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The network flow, or why it is not known.
+    pub socket: SocketOut,
+}
+
+/// The `tls.socket` object.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum SocketOut {
+    /// The flow is known.
+    Known {
+        /// The descriptor in the process.
+        fd: i32,
+        /// `nested_io`, `preceding_read` or `following_write`: how the
+        /// descriptor was tied to the connection.
+        fd_source: &'static str,
+        /// `tcp`.
+        transport: &'static str,
+        /// Local IP.
+        local_ip: String,
+        /// Local port.
+        local_port: u16,
+        /// Remote IP.
+        remote_ip: String,
+        /// Remote port.
+        remote_port: u16,
+        /// Community ID v1 of the flow.
+        community_id: String,
+    },
+    /// Not known, and why.
+    Unknown {
+        /// Always `unknown`.
+        status: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SocketOut {
+    fn new(v: &SocketView) -> Self {
+        match v {
+            SocketView::Known(i, source) => Self::Known {
+                fd: i.fd,
+                fd_source: match source {
+                    FdSource::Nested => "nested_io",
+                    FdSource::PrecedingRead => "preceding_read",
+                    FdSource::FollowingWrite => "following_write",
+                    FdSource::Unknown => "unknown",
+                },
+                transport: i.transport,
+                local_ip: i.local.ip().to_string(),
+                local_port: i.local.port(),
+                remote_ip: i.remote.ip().to_string(),
+                remote_port: i.remote.port(),
+                community_id: i.community_id.clone(),
+            },
+            SocketView::Unknown(why) => Self::Unknown {
+                status: "unknown",
+                reason: why.to_string(),
+            },
+        }
+    }
 }
 
 /// One captured message and, in `data` mode, its bytes.
@@ -140,8 +241,13 @@ pub struct TlsData {
 }
 
 impl TlsData {
-    /// Builds the body for a reassembled message; `library` is the target's path.
-    pub fn new(m: &TlsMessage, library: Option<String>) -> Self {
+    /// Builds the body for a reassembled message; `library` is the target's path,
+    /// `context` what `/proc` says about the process.
+    pub fn new(
+        m: &TlsMessage,
+        library: Option<String>,
+        context: Option<std::sync::Arc<ProcessContext>>,
+    ) -> Self {
         let (encoding, data) = match std::str::from_utf8(&m.data) {
             Ok(s) => ("utf8", s.to_owned()),
             Err(_) => (
@@ -156,6 +262,7 @@ impl TlsData {
                 uid: m.uid,
                 gid: m.gid,
                 comm: comm_str(&m.comm),
+                context: context.map(ContextOut::new),
             },
             tls: TlsInfo {
                 connection: m.key.to_string(),
@@ -166,6 +273,8 @@ impl TlsData {
                 function: m.function.symbol(),
                 library_kind: "openssl",
                 library,
+                server_name: m.server_name.as_deref().map(str::to_owned),
+                socket: SocketOut::new(&m.socket),
             },
             message: MessageInfo {
                 mono_ns: m.ts_ns,
@@ -215,6 +324,8 @@ pub struct Status {
     pub reassembly: ReassemblyStats,
     /// User-space counters.
     pub pipeline: PipelineStats,
+    /// Process-context cache counters.
+    pub processes: ProcessCacheStats,
 }
 
 #[cfg(test)]
