@@ -106,11 +106,19 @@ const KUBERNETES: &str = "kubernetes";
 /// The cgroup path a process belongs to, from the text of `/proc/PID/cgroup`:
 /// the cgroup v2 path (the `0::` line), else the first line's path (cgroup v1).
 pub(super) fn cgroup_path(text: &str) -> Option<String> {
+    let paths: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .collect();
+    // On hybrid v1/v2 hosts a runtime may place the process in v1 hierarchies
+    // only, leaving the unified line at "/": the line that names a container wins.
+    if let Some(p) = paths.iter().find(|p| container_from_cgroup(p).is_some()) {
+        return Some((*p).to_owned());
+    }
     if let Some(v2) = text.lines().find_map(|l| l.strip_prefix("0::")) {
         return Some(v2.to_owned());
     }
-    let first = text.lines().find(|l| !l.trim().is_empty())?;
-    first.splitn(3, ':').nth(2).map(str::to_owned)
+    paths.first().map(|p| (*p).to_owned())
 }
 
 /// The container a cgroup path belongs to, if any: Docker, containerd, CRI-O,
@@ -412,9 +420,12 @@ mod tests {
         );
         let v1 = format!("12:cpuset:/docker/{ID}\n11:memory:/docker/{ID}\n");
         assert_eq!(cgroup_path(&v1), Some(format!("/docker/{ID}")));
-        // Hybrid hierarchies: the unified one is preferred.
+        // Hybrid hierarchies: the unified one is preferred…
         let hybrid = "12:cpuset:/\n1:name=systemd:/init.scope\n0::/init.scope\n";
         assert_eq!(cgroup_path(hybrid).as_deref(), Some("/init.scope"));
+        // …unless another hierarchy names a container and the unified one does not.
+        let v1_container = format!("8:pids:/docker/{ID}\n4:memory:/\n0::/\n");
+        assert_eq!(cgroup_path(&v1_container), Some(format!("/docker/{ID}")));
         // Paths may contain colons.
         assert_eq!(cgroup_path("0::/a:b\n").as_deref(), Some("/a:b"));
         assert_eq!(cgroup_path(""), None);
