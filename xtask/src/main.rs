@@ -81,7 +81,7 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
-    /// What CI runs: `cargo fmt --check`, clippy with -D warnings, then `test`.
+    /// What CI runs: setup, `cargo fmt --check`, clippy with -D warnings, then `test`.
     Ci,
     /// Format the workspace (`cargo fmt --all`).
     Fmt,
@@ -220,6 +220,9 @@ fn ci(repo: &Repo) -> Result<()> {
         println!("ci: == {name} ==");
         f().with_context(|| format!("ci step `{name}` failed"))
     };
+    // Clippy builds the kernel programs too (sensor/build.rs), so bpf-linker and
+    // the rest must be in place first.
+    step("setup", &|| setup::setup(repo, true))?;
     step("fmt", &|| {
         cmd::run(&mut repo.cargo(["fmt", "--all", "--check"])?)
             .context("formatting differs; run `./x fmt`")
