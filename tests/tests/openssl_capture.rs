@@ -21,7 +21,9 @@ fn assert_process(events: &[Value], pid: u32, comm: &str) {
     assert!(!mine.is_empty(), "no events from pid {pid} ({comm})");
     for e in mine {
         assert_eq!(e["process"]["comm"], comm, "{}", e["process"]);
-        assert!(e["process"]["tid"].as_u64().is_some_and(|t| t > 0));
+        assert_eq!(e["thread"]["comm"], comm, "{}", e["thread"]);
+        assert!(e["thread"]["tid"].as_u64().is_some_and(|t| t > 0));
+        assert_eq!(e["thread"]["uid"], 0, "{}", e["thread"]);
         assert!(
             e["message"]["complete"] == true,
             "incomplete message {}",

@@ -79,55 +79,51 @@ pub fn rfc3339(unix_ns: i128) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// The process that made a call: what the kernel reported with the call, and
-/// what `/proc` says about the process (when it could be read).
-#[derive(Debug, Serialize)]
-pub struct ProcessInfo {
-    /// Process id (initial PID namespace).
-    pub pid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// Real uid.
-    pub uid: u32,
-    /// Real gid.
-    pub gid: u32,
-    /// Name (`comm`) of the calling thread.
-    pub comm: String,
-    /// The rest of the process's context.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub context: Option<ContextOut>,
-}
-
-/// Process-context fields not already carried by [`ProcessInfo`] (whose pid,
-/// uid and comm come with the call itself).
+/// The process that made a call, as `/proc` describes it (read once per
+/// process, serialised once), or just its pid and thread name when `/proc` could
+/// not be read.
 #[derive(Debug)]
-pub struct ContextOut(std::sync::Arc<ProcessContext>);
+pub enum ProcessOut {
+    /// The cached context.
+    Context(std::sync::Arc<ProcessContext>),
+    /// What the kernel reported with the call.
+    Minimal {
+        /// Process id.
+        pid: u32,
+        /// Name of the calling thread.
+        comm: String,
+    },
+}
 
-impl ContextOut {
-    /// Wraps a cached context.
-    pub fn new(ctx: std::sync::Arc<ProcessContext>) -> Self {
-        Self(ctx)
+impl Serialize for ProcessOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Context(ctx) => match ctx.json() {
+                Some(raw) => raw.serialize(s),
+                None => ctx.serialize(s),
+            },
+            Self::Minimal { pid, comm } => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("pid", pid)?;
+                m.serialize_entry("comm", comm)?;
+                m.end()
+            }
+        }
     }
 }
 
-impl Serialize for ContextOut {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let c = &*self.0;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("ppid", &c.ppid)?;
-        m.serialize_entry("exe", &c.exe)?;
-        m.serialize_entry("exe_sha256", &c.exe_sha256)?;
-        m.serialize_entry("exe_build_id", &c.exe_build_id)?;
-        m.serialize_entry("cmdline", &c.cmdline)?;
-        m.serialize_entry("user", &c.user)?;
-        m.serialize_entry("login_uid", &c.login_uid)?;
-        m.serialize_entry("cgroup", &c.cgroup)?;
-        m.serialize_entry("container", &c.container)?;
-        m.serialize_entry("ancestry", &c.ancestry)?;
-        m.serialize_entry("start_time", &c.start_time)?;
-        m.end()
-    }
+/// The thread that made the call, as the kernel reported it with the call.
+#[derive(Debug, Serialize)]
+pub struct ThreadInfo {
+    /// Thread id (initial PID namespace).
+    pub tid: u32,
+    /// Thread name (`comm`).
+    pub comm: String,
+    /// Real uid at the call.
+    pub uid: u32,
+    /// Real gid at the call.
+    pub gid: u32,
 }
 
 /// Where the plaintext was captured.
@@ -232,8 +228,10 @@ pub struct MessageInfo {
 /// Body of a `tls.data` event.
 #[derive(Debug, Serialize)]
 pub struct TlsData {
-    /// Who.
-    pub process: ProcessInfo,
+    /// Which process.
+    pub process: ProcessOut,
+    /// Which thread.
+    pub thread: ThreadInfo,
     /// Which connection, function and direction.
     pub tls: TlsInfo,
     /// What.
@@ -255,14 +253,20 @@ impl TlsData {
                 base64::engine::general_purpose::STANDARD.encode(&m.data),
             ),
         };
+        let thread_comm = comm_str(&m.comm);
         Self {
-            process: ProcessInfo {
-                pid: m.key.pid,
+            process: match context {
+                Some(ctx) => ProcessOut::Context(ctx),
+                None => ProcessOut::Minimal {
+                    pid: m.key.pid,
+                    comm: thread_comm.clone(),
+                },
+            },
+            thread: ThreadInfo {
                 tid: m.tid,
+                comm: thread_comm,
                 uid: m.uid,
                 gid: m.gid,
-                comm: comm_str(&m.comm),
-                context: context.map(ContextOut::new),
             },
             tls: TlsInfo {
                 connection: m.key.to_string(),

@@ -86,6 +86,10 @@ pub struct ProcessContext {
     /// Start time (field 22 of `/proc/PID/stat`), in clock ticks after boot: with
     /// `pid`, it names the process across pid reuse.
     pub start_time: u64,
+    /// This context as JSON, serialised once: every event of the process carries
+    /// it, and serialising it anew each time was most of an event's cost.
+    #[serde(skip)]
+    json: std::sync::OnceLock<Option<Box<serde_json::value::RawValue>>>,
 }
 
 /// A container a process runs in.
@@ -353,7 +357,17 @@ impl ProcessCache {
             container,
             ancestry,
             start_time: stat.starttime,
+            json: std::sync::OnceLock::new(),
         })
+    }
+}
+
+impl ProcessContext {
+    /// The context as JSON, serialised on first use and kept.
+    pub fn json(&self) -> Option<&serde_json::value::RawValue> {
+        self.json
+            .get_or_init(|| serde_json::value::to_raw_value(self).ok())
+            .as_deref()
     }
 }
 
@@ -448,13 +462,23 @@ mod tests {
     struct Kid(Child);
 
     impl Kid {
+        /// Spawns and waits until the new program's arguments are visible in
+        /// /proc (under load they can lag the return of `spawn`).
         fn spawn(program: &str, args: &[&str]) -> Self {
-            Self(
+            let kid = Self(
                 Command::new(program)
                     .args(args)
                     .spawn()
                     .expect("spawn child"),
-            )
+            );
+            let cmdline = format!("/proc/{}/cmdline", kid.pid());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::read(&cmdline).map_or(true, |c| c.is_empty())
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            kid
         }
 
         fn pid(&self) -> u32 {
