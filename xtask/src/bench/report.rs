@@ -190,6 +190,7 @@ pub fn markdown(r: &Results) -> String {
     nginx_section(&mut out, r);
     rate_section(&mut out, r);
     usage_section(&mut out, r);
+    latency_section(&mut out, r);
     capture_section(&mut out, r);
     notes_section(&mut out, r);
     raw_section(&mut out, r);
@@ -436,6 +437,47 @@ fn usage_row(label: &str, c: Config, u: Option<Usage>) -> Vec<String> {
         num(u.map(|u| u.cpu_percent()), 0),
         mib(u.and_then(|u| u.peak_rss_kib)),
     ]
+}
+
+/// The `q`-quantile (0..=1) of sorted samples.
+fn quantile(sorted: &[u32], q: f64) -> Option<u32> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted.get(i).copied()
+}
+
+fn latency_section(out: &mut String, r: &Results) {
+    out.push_str(
+        "## Event latency (sensor)\n\nFrom the SSL call's return (the event's \
+         `message.mono_ns`, taken in the kernel) to the moment the consumer of the \
+         sensor's stdout read the event's line; all `on` runs of a workload together. \
+         Records are submitted without a wakeup below 1 MiB unread and the sensor \
+         polls every 5 ms.\n\n",
+    );
+    let mut t = Table::new(&["workload", "events", "p50 ms", "p99 ms", "max ms"]);
+    let ms = |v: Option<u32>| {
+        v.map_or("n/a".to_owned(), |us| {
+            format!("{:.2}", f64::from(us) / 1000.0)
+        })
+    };
+    for w in WORKLOADS {
+        let mut all: Vec<u32> = samples(r, w, Config::On)
+            .filter_map(|s| s.end.as_ref()?.output.as_ref())
+            .flat_map(|o| o.latency_us.iter().copied())
+            .collect();
+        all.sort_unstable();
+        t.row(vec![
+            w.key().to_owned(),
+            all.len().to_string(),
+            ms(quantile(&all, 0.5)),
+            ms(quantile(&all, 0.99)),
+            ms(all.last().copied()),
+        ]);
+    }
+    out.push_str(&t.render());
+    out.push('\n');
 }
 
 fn capture_section(out: &mut String, r: &Results) {

@@ -20,6 +20,26 @@ use super::proc::pin_current_thread;
 /// Highest marker number counted (`sslpingpong rate` numbers its writes from 0).
 const MAX_MARKER: u32 = 1 << 26;
 
+/// Latency samples kept per session.
+pub const MAX_LATENCY_SAMPLES: usize = 4 << 20;
+
+/// CLOCK_MONOTONIC now, in ns (the clock of the kernel's `bpf_ktime_get_ns`).
+fn mono_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `message.mono_ns` of a sensor `tls.data` line.
+fn event_mono_ns(line: &[u8]) -> Option<u64> {
+    let at = find(line, 0, br#""mono_ns":"#)?;
+    leading_number(&line[at..]).map(|(n, _)| n)
+}
+
 /// What the reader thread should do besides draining the pipe.
 pub struct TapOptions {
     /// Whether a line shows that the tracer is ready (its first such line is
@@ -44,6 +64,11 @@ pub struct TapSummary {
     pub bpftrace_lost: u64,
     /// Distinct markers seen (with [`TapOptions::marker_pid`]).
     pub markers: u64,
+    /// Delay of each `tls.data` event, in µs: from the SSL call's return
+    /// (`message.mono_ns`, CLOCK_MONOTONIC in the kernel) to the moment this
+    /// reader got the line — what an alert consumer would wait. At most
+    /// [`MAX_LATENCY_SAMPLES`] are kept.
+    pub latency_us: Vec<u32>,
     /// Why reading stopped early, if it did.
     pub read_error: Option<String>,
 }
@@ -118,6 +143,14 @@ fn read_lines(out: impl Read, opts: &TapOptions, ready: SyncSender<String>) -> T
             && let Some(tx) = ready.take()
         {
             let _ = tx.send(String::from_utf8_lossy(text).into_owned());
+        }
+        if summary.latency_us.len() < MAX_LATENCY_SAMPLES
+            && let Some(at) = event_mono_ns(text)
+        {
+            let delay = mono_now_ns().saturating_sub(at) / 1000;
+            summary
+                .latency_us
+                .push(u32::try_from(delay).unwrap_or(u32::MAX));
         }
         if let Some(pid) = &opts.marker_pid {
             let pid = pid.load(Ordering::Relaxed);
@@ -231,6 +264,14 @@ mod tests {
         assert_eq!(marker_of(ingress.as_bytes(), 4242), None);
         let warmup = EVENT.replace("MARK0000000042", "WARMUPxxxxxxxx");
         assert_eq!(marker_of(warmup.as_bytes(), 4242), None);
+    }
+
+    #[test]
+    fn event_times_are_read_from_data_lines() {
+        let line = br#"{"event_type":"tls.data","message":{"mono_ns":123456789,"length":1}}"#;
+        assert_eq!(event_mono_ns(line), Some(123_456_789));
+        assert_eq!(event_mono_ns(br#"{"event_type":"sensor.status"}"#), None);
+        assert!(mono_now_ns() > 0);
     }
 
     #[test]
