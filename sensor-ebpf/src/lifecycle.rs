@@ -28,7 +28,7 @@ fn emit(kind: RecordKind, pid: u32) {
         // SAFETY: no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
     });
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(size_of::<ProcessRecord>()));
     counters::add(Counter::Records, 1);
 }
 

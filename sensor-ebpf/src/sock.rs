@@ -155,7 +155,7 @@ pub(crate) fn bind(pid: u32, tid: u32, conn: u64, fd: i32, source: FdSource) -> 
         return true;
     };
     entry.write(rec);
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(size_of::<FdBindRecord>()));
     counters::add(Counter::Records, 1);
     true
 }

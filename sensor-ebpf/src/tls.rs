@@ -58,15 +58,20 @@ static TELLTALE_USE_COOKIE: u8 = 0;
 #[unsafe(no_mangle)]
 static TELLTALE_WAKEUP_BYTES: u64 = 0;
 
-/// Submit flags for the record just filled.
+/// Submit flags for the record of `size` bytes just reserved: wake user space
+/// only when this record takes the unread data across the threshold. While a
+/// busy reader stays behind, forcing a wakeup on every record would cost each
+/// SSL call several microseconds; the reader's timer catches up instead.
 #[inline(always)]
-pub(crate) fn wakeup_flags() -> u64 {
+pub(crate) fn wakeup_flags(size: usize) -> u64 {
     // SAFETY: reading a constant global.
     let threshold = unsafe { core::ptr::read_volatile(&raw const TELLTALE_WAKEUP_BYTES) };
     if threshold == 0 {
         return 0;
     }
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+    // Unread bytes, this reservation (and its 8-byte header) included.
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if avail >= threshold && avail < threshold + size as u64 + 8 {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
@@ -394,7 +399,7 @@ fn emit_chunk<const N: usize>(hdr: &TlsChunkHeader, buf: u64, off: u64, len: u32
         counters::add(Counter::ReadFaults, 1);
         return false;
     }
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(size_of::<Chunk<N>>()));
     counters::add(Counter::Records, 1);
     counters::add(Counter::Bytes, n as u64);
     true
@@ -423,7 +428,7 @@ pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
         tid: id as u32,
         conn,
     });
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(size_of::<ConnCloseRecord>()));
     counters::add(Counter::Records, 1);
     0
 }
@@ -471,7 +476,7 @@ pub fn ssl_ctrl_enter(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: as above; len counts the NUL.
     unsafe { (&raw mut (*rec).len).write((len - 1) as u16) };
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags(size_of::<ServerNameRecord>()));
     counters::add(Counter::Records, 1);
     0
 }

@@ -209,14 +209,10 @@ fn marker_of(line: &[u8], pid: u32) -> Option<u32> {
 /// Index just past the first occurrence of `needle` (which starts with a quote)
 /// at or after `from`.
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
+    // The reader must keep up with the sensor's output, or its backpressure is
+    // what gets measured: a SIMD search, not a byte loop.
     let tail = hay.get(from..)?;
-    tail.iter()
-        .enumerate()
-        .filter(|&(_, &b)| b == first)
-        .map(|(i, _)| from + i)
-        .find(|&i| hay[i..].starts_with(needle))
-        .map(|i| i + needle.len())
+    memchr::memmem::find(tail, needle).map(|i| from + i + needle.len())
 }
 
 /// The decimal number at the start of `s` and the count of its digits.
