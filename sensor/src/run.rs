@@ -170,11 +170,9 @@ enum Lifecycle {
 
 /// `telltale run`: capture until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
-    let (events, writer) = sink::json_lines(
-        tokio::io::stdout(),
-        cfg.output.queue,
-        cfg.output.queue_bytes,
-    );
+    let (events, writer) =
+        sink::json_lines(std::io::stdout(), cfg.output.queue, cfg.output.queue_bytes)
+            .context("starting the event writer")?;
     let mut p = Pipeline {
         host: HostIdentity::current(),
         clock: Clock::sample(),
@@ -306,10 +304,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let r = reasm.stats();
     let stats = p.stats;
     drop(p);
-    match writer.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "writing events failed"),
-        Err(e) => tracing::warn!(error = %e, "event writer task failed"),
+    match tokio::task::spawn_blocking(move || writer.join()).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "writing events failed"),
+        Ok(Err(_)) | Err(_) => tracing::warn!("the event writer thread failed"),
     }
     use sensor_common::Counter as C;
     tracing::info!(

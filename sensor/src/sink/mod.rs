@@ -1,14 +1,14 @@
 //! Sink stage: where serialised events go. For now, JSON lines on stdout.
 
-use std::sync::Arc;
-
-use tokio::{
-    io::{AsyncWrite, AsyncWriteExt, BufWriter},
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
-    task::JoinHandle,
+use std::{
+    io::{BufWriter, Write},
+    sync::Arc,
+    thread::JoinHandle,
 };
 
-/// Sends serialised events (one JSON document each, no newline) to a writer task.
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+/// Sends serialised events (one JSON document each, no newline) to the writer.
 ///
 /// The queue is bounded twice: by event count and by bytes, so that a burst of
 /// large events (1 MiB request bodies) cannot grow memory past the byte budget;
@@ -34,60 +34,66 @@ impl EventSender {
     }
 }
 
-/// The writer task has stopped (its output was closed).
+/// The writer has stopped (its output was closed).
 #[derive(Debug, thiserror::Error)]
 #[error("the event sink has stopped")]
 pub struct SinkClosed;
 
-/// Starts a task writing events as JSON lines to `out`, flushing whenever the
+/// Starts a thread writing events as JSON lines to `out`, flushing whenever the
 /// queue runs empty. At most `queue` events and `max_bytes` bytes wait at once.
-/// The task ends, after flushing, when every sender is dropped.
+/// The thread ends, after flushing, when every sender is dropped.
+///
+/// A plain thread with blocking writes, not an async task: tokio's stdout hands
+/// every write to its blocking pool, and that hop, once per flush, capped the
+/// event rate well below what the rest of the pipeline sustains.
 pub fn json_lines<W>(
     out: W,
     queue: usize,
     max_bytes: usize,
-) -> (EventSender, JoinHandle<std::io::Result<()>>)
+) -> std::io::Result<(EventSender, JoinHandle<std::io::Result<()>>)>
 where
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: Write + Send + 'static,
 {
     let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let (tx, mut rx) = mpsc::channel::<(Vec<u8>, OwnedSemaphorePermit)>(queue);
-    let task = tokio::spawn(async move {
-        let mut w = BufWriter::with_capacity(256 * 1024, out);
-        while let Some((mut line, permit)) = rx.recv().await {
-            line.push(b'\n');
-            w.write_all(&line).await?;
-            drop(permit);
-            if rx.is_empty() {
-                w.flush().await?;
+    let writer = std::thread::Builder::new()
+        .name("telltale-sink".into())
+        .spawn(move || {
+            let mut w = BufWriter::with_capacity(256 * 1024, out);
+            while let Some((line, permit)) = rx.blocking_recv() {
+                w.write_all(&line)?;
+                w.write_all(b"\n")?;
+                drop(permit);
+                if rx.is_empty() {
+                    w.flush()?;
+                }
             }
-        }
-        w.flush().await
-    });
+            w.flush()
+        })?;
     let sender = EventSender {
         tx,
         bytes: Arc::new(Semaphore::new(max_bytes)),
         max_bytes,
     };
-    (sender, task)
+    Ok((sender, writer))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
     use super::*;
 
     #[tokio::test]
     async fn writes_one_line_per_event_and_flushes_at_close() {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let (tx, task) = json_lines(client, 4, 1 << 20);
+        let (mut reader, writer) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (tx, task) = json_lines(writer, 4, 1 << 20).expect("writer");
         tx.send(b"{\"a\":1}".to_vec()).await.expect("send");
         tx.send(b"{\"b\":2}".to_vec()).await.expect("send");
         drop(tx);
-        task.await.expect("join").expect("write");
+        task.join().expect("join").expect("write");
         let mut got = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut server, &mut got)
-            .await
-            .expect("read");
+        reader.read_to_string(&mut got).expect("read");
         assert_eq!(got, "{\"a\":1}\n{\"b\":2}\n");
     }
 
@@ -96,8 +102,8 @@ mod tests {
         // A reader that reads nothing yet: the writer blocks on the first event
         // (larger than its buffer, so written through), the next two queue.
         const EVENT: usize = 300_000;
-        let (client, mut server) = tokio::io::duplex(16);
-        let (tx, task) = json_lines(client, 1000, 1_000_000);
+        let (mut reader, writer) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (tx, task) = json_lines(writer, 1000, 1_000_000).expect("writer");
         for _ in 0..3 {
             tx.send(vec![b'x'; EVENT]).await.expect("fits the budget");
         }
@@ -108,17 +114,15 @@ mod tests {
         )
         .await;
         assert!(blocked.is_err(), "the fourth event waits for budget");
-        let reader = tokio::spawn(async move {
+        let drain = std::thread::spawn(move || {
             let mut all = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut server, &mut all)
-                .await
-                .expect("read");
+            reader.read_to_end(&mut all).expect("read");
             all
         });
         tx.send(vec![b'z'; EVENT]).await.expect("sent once drained");
         drop(tx);
-        task.await.expect("join").expect("write");
-        let all = reader.await.expect("reader");
+        task.join().expect("join").expect("write");
+        let all = drain.join().expect("reader");
         assert_eq!(all.len(), 4 * (EVENT + 1));
     }
 }
