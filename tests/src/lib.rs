@@ -164,6 +164,13 @@ pub fn data_events(events: &[Value]) -> impl Iterator<Item = &Value> {
     events.iter().filter(|e| e["event_type"] == "tls.data")
 }
 
+/// The `tls.data` events of process `pid`.
+pub fn events_of(events: &[Value], pid: u32) -> Vec<&Value> {
+    data_events(events)
+        .filter(|e| e["process"]["pid"] == pid)
+        .collect()
+}
+
 /// Decoded plaintext of a `tls.data` event.
 pub fn plaintext(e: &Value) -> Vec<u8> {
     let m = &e["message"];

@@ -6,17 +6,11 @@ use std::{process::Command, time::Duration};
 
 use serde_json::Value;
 use telltale_tests::{
-    Nginx, Sensor, assert_no_loss, can_load_probes, data_events, exclusive, final_status, marker,
+    Nginx, Sensor, assert_no_loss, can_load_probes, events_of, exclusive, final_status, marker,
     run_client,
 };
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn events_of(events: &[Value], pid: u32) -> Vec<&Value> {
-    data_events(events)
-        .filter(|e| e["process"]["pid"] == pid)
-        .collect()
-}
 
 /// Every event of `pid` carries the flow between `client_port`'s side and nginx.
 fn assert_flow(events: &[Value], pid: u32, server_port: u16, sources: &[&str]) -> String {

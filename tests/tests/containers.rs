@@ -9,18 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
 use telltale_tests::{
-    Sensor, assert_no_loss, can_load_probes, data_events, exclusive, marker, rand_hex, run_client,
+    Sensor, assert_no_loss, can_load_probes, events_of, exclusive, marker, rand_hex, run_client,
 };
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn events_of(events: &[Value], pid: u32) -> Vec<&Value> {
-    data_events(events)
-        .filter(|e| e["process"]["pid"] == pid)
-        .collect()
-}
 
 const NODE_LATE: &str = r#"
 const https = require('https');

@@ -32,6 +32,37 @@ fn assert_process(events: &[Value], pid: u32, comm: &str) {
     }
 }
 
+/// Uploads `size` bytes of marked content with `curl -T` (PUT) to nginx's
+/// upload location on `port`; returns the marker, the content and the run.
+fn curl_put(
+    nginx: &Nginx,
+    port: u16,
+    dir: &Path,
+    tag: &str,
+    size: usize,
+) -> (String, Vec<u8>, telltale_tests::ClientRun) {
+    let m = marker(tag);
+    let content = body(&m, size);
+    let file = dir.join(&m);
+    std::fs::write(&file, &content).expect("write body");
+    let run = run_client(
+        Command::new("curl")
+            .args(["-sS", "--fail", "--http1.1", "--cacert"])
+            .arg(nginx.cert())
+            .args([
+                "-H",
+                &format!("X-Telltale-Marker: {m}"),
+                "-o",
+                "/dev/null",
+                "-T",
+            ])
+            .arg(&file)
+            .arg(format!("https://127.0.0.1:{port}/upload/{m}")),
+        CLIENT_TIMEOUT,
+    );
+    (m, content, run)
+}
+
 /// The request body of an HTTP/1.1 request stream (de-chunked when chunked).
 fn request_body(req: &[u8]) -> Vec<u8> {
     let (head, body) = split_http(req);
@@ -97,25 +128,7 @@ fn curl_get_and_put_are_captured_exactly_over_tls12_and_tls13() {
                 upload: None,
             });
 
-            let m = marker("curl-put");
-            let content = body(&m, size);
-            let file = dir.path().join(&m);
-            std::fs::write(&file, &content).expect("write body");
-            let run = run_client(
-                Command::new("curl")
-                    .args(["-sS", "--fail", "--http1.1", "--cacert"])
-                    .arg(nginx.cert())
-                    .args([
-                        "-H",
-                        &format!("X-Telltale-Marker: {m}"),
-                        "-o",
-                        "/dev/null",
-                        "-T",
-                    ])
-                    .arg(&file)
-                    .arg(format!("https://127.0.0.1:{port}/upload/{m}")),
-                CLIENT_TIMEOUT,
-            );
+            let (m, content, run) = curl_put(&nginx, port, dir.path(), "curl-put", size);
             cases.push(Case {
                 pid: run.pid,
                 marker: m,
@@ -540,25 +553,7 @@ fn emulated_sites_and_uretprobes_capture_the_same_bytes() {
         let cfg = dir.path().join(format!("sites-{emulated}.toml"));
         std::fs::write(&cfg, format!("[capture]\nemulated_sites = {emulated}\n")).expect("config");
         let sensor = Sensor::start_with(&[], Some(&cfg));
-        let m = marker("sites");
-        let content = body(&m, 40_000);
-        let file = dir.path().join(&m);
-        std::fs::write(&file, &content).expect("write body");
-        let run = run_client(
-            Command::new("curl")
-                .args(["-sS", "--fail", "--http1.1", "--cacert"])
-                .arg(nginx.cert())
-                .args([
-                    "-H",
-                    &format!("X-Telltale-Marker: {m}"),
-                    "-o",
-                    "/dev/null",
-                    "-T",
-                ])
-                .arg(&file)
-                .arg(format!("https://127.0.0.1:{}/upload/{m}", nginx.port_tls13)),
-            CLIENT_TIMEOUT,
-        );
+        let (m, content, run) = curl_put(&nginx, nginx.port_tls13, dir.path(), "sites", 40_000);
         let (events, stderr) = sensor.stop();
         assert_no_loss(&events);
         let conn = connection_with(&events, run.pid, &m);
