@@ -134,12 +134,18 @@ pub fn parse(buf: &[u8]) -> Result<Record<'_>, RecordError> {
     }
 }
 
-fn parse_close(buf: &[u8]) -> Result<Close, RecordError> {
-    if buf.len() < std::mem::size_of::<ConnCloseRecord>() {
+/// Copies a record struct out of the start of `buf`.
+fn read_record<T: aya::Pod>(buf: &[u8]) -> Result<T, RecordError> {
+    if buf.len() < std::mem::size_of::<T>() {
         return Err(RecordError::Short(buf.len()));
     }
-    // SAFETY: length checked; any bit pattern is a valid ConnCloseRecord.
-    let r: ConnCloseRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    // SAFETY: the length was checked; read_unaligned copes with any alignment,
+    // and `Pod` types are valid for every bit pattern.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) })
+}
+
+fn parse_close(buf: &[u8]) -> Result<Close, RecordError> {
+    let r: ConnCloseRecord = read_record(buf)?;
     Ok(Close {
         pid: r.pid,
         conn: r.conn,
@@ -148,20 +154,12 @@ fn parse_close(buf: &[u8]) -> Result<Close, RecordError> {
 }
 
 fn parse_process(buf: &[u8]) -> Result<u32, RecordError> {
-    if buf.len() < std::mem::size_of::<sensor_common::ProcessRecord>() {
-        return Err(RecordError::Short(buf.len()));
-    }
-    // SAFETY: length checked; any bit pattern is a valid ProcessRecord.
-    let r: sensor_common::ProcessRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let r: sensor_common::ProcessRecord = read_record(buf)?;
     Ok(r.pid)
 }
 
 fn parse_fd_bind(buf: &[u8]) -> Result<FdBind, RecordError> {
-    if buf.len() < std::mem::size_of::<FdBindRecord>() {
-        return Err(RecordError::Short(buf.len()));
-    }
-    // SAFETY: length checked; any bit pattern is a valid FdBindRecord.
-    let r: FdBindRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let r: FdBindRecord = read_record(buf)?;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
     let ip = |a: [u8; 16]| match r.family {
         2 => Some(IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))),
@@ -193,11 +191,7 @@ fn parse_fd_bind(buf: &[u8]) -> Result<FdBind, RecordError> {
 }
 
 fn parse_server_name(buf: &[u8]) -> Result<ServerName, RecordError> {
-    if buf.len() < std::mem::size_of::<ServerNameRecord>() {
-        return Err(RecordError::Short(buf.len()));
-    }
-    // SAFETY: length checked; any bit pattern is a valid ServerNameRecord.
-    let r: ServerNameRecord = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let r: ServerNameRecord = read_record(buf)?;
     let len = usize::from(r.len).min(SERVER_NAME_MAX);
     let bytes = &r.name[..len];
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(len);
@@ -209,12 +203,7 @@ fn parse_server_name(buf: &[u8]) -> Result<ServerName, RecordError> {
 }
 
 fn parse_chunk(buf: &[u8]) -> Result<Chunk<'_>, RecordError> {
-    if buf.len() < TLS_CHUNK_HEADER_LEN {
-        return Err(RecordError::Short(buf.len()));
-    }
-    // SAFETY: the length was checked; read_unaligned copes with any alignment and
-    // every bit pattern is a valid TlsChunkHeader (plain integers and arrays).
-    let h: TlsChunkHeader = unsafe { std::ptr::read_unaligned(buf.as_ptr().cast()) };
+    let h: TlsChunkHeader = read_record(buf)?;
     let function = TlsFunction::from_u8(h.function).ok_or(RecordError::Malformed("function"))?;
     let direction = Direction::from_u8(h.direction).ok_or(RecordError::Malformed("direction"))?;
     if direction != function.direction() {
