@@ -1,0 +1,1 @@
+//! LLM API request model (placeholder, being written).
