@@ -1,0 +1,6 @@
+//! Tests of the LLM request model through its public API.
+
+mod bodies;
+mod catalog_file;
+mod props;
+mod recognise;
