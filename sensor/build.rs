@@ -8,7 +8,7 @@ use std::{
 
 fn main() -> anyhow::Result<()> {
     // The library alone (fuzzing, benchmarks) does not embed the kernel programs.
-    if std::env::var_os("CARGO_FEATURE_EBPF").is_none() {
+    if std::env::var_os("CARGO_FEATURE_SENSOR").is_none() {
         return Ok(());
     }
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?);

@@ -224,6 +224,56 @@ fn pump<R: Read>(mut r: R, consumed: &Cell<usize>, limits: BodyLimits) -> Decode
     }
 }
 
+/// A valid Brotli stream of `data` in stored (uncompressed) meta-blocks, for
+/// tests (the decompressor crate cannot compress).
+#[cfg(test)]
+pub(crate) fn brotli_stored(data: &[u8]) -> Vec<u8> {
+    // brotli-decompressor cannot compress; a stored (uncompressed) meta-block
+    // stream is valid Brotli: WBITS=16, ISLAST=0, MNIBBLES, MLEN-1, ISUNCOMPRESSED.
+    let mut w = BitWriter::default();
+    w.bits(0, 1); // WBITS = 16
+    for chunk in data.chunks(65536) {
+        w.bits(0, 1); // ISLAST = 0
+        w.bits(0, 2); // MNIBBLES = 4
+        w.bits((chunk.len() - 1) as u64, 16);
+        w.bits(1, 1); // ISUNCOMPRESSED
+        w.align();
+        w.out.extend_from_slice(chunk);
+    }
+    w.bits(1, 1); // ISLAST
+    w.bits(1, 1); // ISLASTEMPTY
+    w.align();
+    w.out
+}
+
+#[cfg(test)]
+#[derive(Default)]
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+#[cfg(test)]
+impl BitWriter {
+    fn bits(&mut self, v: u64, n: u32) {
+        self.acc |= v << self.n;
+        self.n += n;
+        while self.n >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+    fn align(&mut self) {
+        if self.n > 0 {
+            self.out.push(self.acc as u8);
+            self.acc = 0;
+            self.n = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -252,50 +302,7 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn br(data: &[u8]) -> Vec<u8> {
-        // brotli-decompressor cannot compress; a stored (uncompressed) meta-block
-        // stream is valid Brotli: WBITS=16, ISLAST=0, MNIBBLES, MLEN-1, ISUNCOMPRESSED.
-        let mut w = BitWriter::default();
-        w.bits(0, 1); // WBITS = 16
-        for chunk in data.chunks(65536) {
-            w.bits(0, 1); // ISLAST = 0
-            w.bits(0, 2); // MNIBBLES = 4
-            w.bits((chunk.len() - 1) as u64, 16);
-            w.bits(1, 1); // ISUNCOMPRESSED
-            w.align();
-            w.out.extend_from_slice(chunk);
-        }
-        w.bits(1, 1); // ISLAST
-        w.bits(1, 1); // ISLASTEMPTY
-        w.align();
-        w.out
-    }
-
-    #[derive(Default)]
-    struct BitWriter {
-        out: Vec<u8>,
-        acc: u64,
-        n: u32,
-    }
-
-    impl BitWriter {
-        fn bits(&mut self, v: u64, n: u32) {
-            self.acc |= v << self.n;
-            self.n += n;
-            while self.n >= 8 {
-                self.out.push(self.acc as u8);
-                self.acc >>= 8;
-                self.n -= 8;
-            }
-        }
-        fn align(&mut self) {
-            if self.n > 0 {
-                self.out.push(self.acc as u8);
-                self.acc = 0;
-                self.n = 0;
-            }
-        }
-    }
+    use super::brotli_stored as br;
 
     #[test]
     fn parses_coding_lists_in_order() {
@@ -357,7 +364,7 @@ mod tests {
         let d = decode(&enc, &[Coding::Gzip], limits);
         match d.stop {
             Some(Stop::Bomb { decoded, consumed }) => {
-                assert!(decoded >= RATIO_FLOOR && decoded < 4 << 20, "{decoded}");
+                assert!((RATIO_FLOOR..4 << 20).contains(&decoded), "{decoded}");
                 assert!(decoded as u64 > 100 * consumed as u64);
             }
             other => panic!("{other:?}"),

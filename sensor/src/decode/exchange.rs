@@ -105,7 +105,7 @@ pub enum Assembled<'a> {
     /// A request is complete (or was given up); its response may follow.
     Request(&'a Exchange),
     /// An exchange is over: the response ended, or the connection did.
-    Exchange(Exchange),
+    Exchange(Box<Exchange>),
     /// A WebSocket message.
     WebSocket {
         /// The upgrading exchange.
@@ -253,7 +253,7 @@ impl Assembler {
                 );
             }
             if let Some(o) = self.open.remove(&stream) {
-                out(Assembled::Exchange(o.exchange));
+                out(Assembled::Exchange(Box::new(o.exchange)));
             }
         }
         self.held = 0;
@@ -385,10 +385,11 @@ impl Assembler {
         }
         // Over when the response is done and the request is not still arriving
         // (a server may answer before the request body is complete).
-        if matches!(open.response, Slot::Done) && !matches!(open.request, Slot::Building(_)) {
-            if let Some(o) = self.open.remove(&stream) {
-                out(Assembled::Exchange(o.exchange));
-            }
+        if matches!(open.response, Slot::Done)
+            && !matches!(open.request, Slot::Building(_))
+            && let Some(o) = self.open.remove(&stream)
+        {
+            out(Assembled::Exchange(Box::new(o.exchange)));
         }
     }
 }

@@ -15,6 +15,8 @@ mod http1;
 mod http2;
 mod part;
 mod sse;
+#[cfg(test)]
+mod tests;
 mod ws;
 
 use std::{collections::HashMap, hash::Hash};
@@ -22,7 +24,15 @@ use std::{collections::HashMap, hash::Hash};
 use sensor_common::Direction;
 use serde::Serialize;
 
+#[cfg(test)]
+pub(crate) use body::brotli_stored;
 pub use body::{BodyLimits, Coding};
+
+/// Undoes `codings` on `body` within `limits` (the content decoder on its own,
+/// for fuzzing and benchmarks): the bytes decoded, however far it got.
+pub fn body_decode(body: &[u8], codings: &[Coding], limits: BodyLimits) -> Vec<u8> {
+    body::decode(body, codings, limits).bytes
+}
 pub use exchange::{Body, Exchange, Message, SseEvents};
 pub use http1::Http1;
 pub use http2::{Http2, PREFACE as HTTP2_PREFACE};
@@ -110,7 +120,7 @@ pub enum Output<'a> {
     /// A request is complete (or was given up); its response may follow.
     Request(&'a Exchange),
     /// An exchange is over: its response ended, or the connection did.
-    Exchange(Exchange),
+    Exchange(Box<Exchange>),
     /// A whole WebSocket message.
     WebSocket {
         /// The exchange that upgraded the connection.
@@ -318,6 +328,11 @@ impl<K: Hash + Eq + Clone> Decoder<K> {
             self.held = self.held.saturating_sub(conn.held);
             finish(&mut conn, ts_ns, key, &mut self.stats, out);
         }
+    }
+
+    /// Whether connection `key` is followed now.
+    pub fn follows(&self, key: &K) -> bool {
+        self.conns.contains_key(key)
     }
 
     /// Closes connections silent for longer than the idle timeout.
@@ -555,14 +570,31 @@ fn classify(b: &[u8]) -> Class {
     Class::No
 }
 
-/// An HTTP/2 frame header: a sane length, a known type, the reserved bit clear.
+/// An HTTP/2 frame header (RFC 9113 §4.1, §6): a sane length, a known type with
+/// only that type's flags, and a stream id that type allows.
 fn looks_like_h2_frame(b: &[u8]) -> bool {
     if b.len() < 9 {
         return false;
     }
     let len = u32::from_be_bytes([0, b[0], b[1], b[2]]);
-    let ty = b[3];
-    len <= 16_384 + 256 && ty <= 9 && b[5] & 0x80 == 0
+    let (ty, flags) = (b[3], b[4]);
+    let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+    if len > 16_384 || stream & 0x8000_0000 != 0 {
+        return false;
+    }
+    // (allowed flags, whether the type lives on a stream)
+    let (allowed, on_stream) = match ty {
+        0 => (0x09, true),      // DATA: END_STREAM, PADDED
+        1 => (0x2d, true),      // HEADERS: END_STREAM, END_HEADERS, PADDED, PRIORITY
+        2 | 3 => (0, true),     // PRIORITY, RST_STREAM
+        4 | 6 => (0x01, false), // SETTINGS, PING: ACK
+        5 => (0x0c, true),      // PUSH_PROMISE: END_HEADERS, PADDED
+        7 => (0, false),        // GOAWAY
+        8 => (0, stream != 0),  // WINDOW_UPDATE: either
+        9 => (0x04, true),      // CONTINUATION: END_HEADERS
+        _ => return false,
+    };
+    flags & !allowed == 0 && on_stream == (stream != 0)
 }
 
 fn start<K>(

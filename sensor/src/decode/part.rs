@@ -162,7 +162,9 @@ pub enum Part<'a> {
         ts_ns: u64,
     },
     /// The message of `side` on `stream` will not complete (RST_STREAM, a gap, the
-    /// connection closed early). Its parts so far stay valid.
+    /// connection closed early). Its parts so far stay valid. It may come without
+    /// a `Head` when the head itself was cut (HTTP/1 still counts it as a request,
+    /// so that the response to it pairs correctly).
     Abort {
         /// Exchange within the connection.
         stream: StreamId,
@@ -188,7 +190,8 @@ pub enum Part<'a> {
     },
     /// A protocol error. With `stream`, only that exchange is affected; without,
     /// that side of the connection (or the whole connection, with `side: None`)
-    /// is not decoded until the parser finds its footing again, if it can.
+    /// is not decoded until the parser finds its footing again, if it can (HTTP/1
+    /// resynchronises at the next request or status line; HTTP/2 cannot).
     Error {
         /// Affected side, if one.
         side: Option<Side>,
@@ -213,7 +216,8 @@ pub struct WireLimits {
     /// Exchanges in flight per connection: open HTTP/2 streams, or HTTP/1
     /// requests waiting for their response.
     pub max_streams: usize,
-    /// Largest HTTP/2 frame payload or WebSocket frame buffered whole.
+    /// Largest HTTP/2 frame payload buffered whole (HTTP/1 bodies and WebSocket
+    /// frames stream through without being buffered).
     pub max_frame_bytes: usize,
     /// WebSocket message bytes kept; longer messages are reported truncated.
     pub max_ws_message_bytes: usize,
