@@ -30,14 +30,14 @@ use toml::Spanned;
 use super::pattern::{HostPattern, PathPattern, Target};
 use super::{Api, Endpoint};
 
-/// The compiled-in catalogue text.
-const EMBEDDED_TOML: &str = include_str!("providers.toml");
+/// The embedded provider catalogue's text (`telltale llm catalog` prints it).
+pub const EMBEDDED_CATALOG: &str = include_str!("providers.toml");
 
 /// The compiled-in catalogue, parsed on first use.
 static EMBEDDED: LazyLock<Catalog> = LazyLock::new(|| {
     // The file is part of the source and a unit test parses it, so failing here
     // is a build defect, not an input error.
-    Catalog::from_toml(EMBEDDED_TOML, "embedded providers.toml")
+    Catalog::from_toml(EMBEDDED_CATALOG, "embedded providers.toml")
         .unwrap_or_else(|e| panic!("invalid embedded catalogue: {e}"))
 });
 

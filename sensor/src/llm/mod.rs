@@ -29,7 +29,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 
 pub use body::parse_request;
-pub use catalog::{Catalog, CatalogError};
+pub use catalog::{Catalog, CatalogError, EMBEDDED_CATALOG};
 
 /// The request shape an endpoint speaks. Names in the catalogue file are the
 /// snake_case forms shown on each variant.
@@ -72,6 +72,26 @@ pub enum Api {
     OllamaChat,
     /// Ollama `/api/generate` (`ollama_generate`).
     OllamaGenerate,
+}
+
+impl Api {
+    /// Every API shape, for tools that enumerate them (fuzzing, listings).
+    pub const ALL: &[Api] = &[
+        Api::AnthropicMessages,
+        Api::AnthropicCountTokens,
+        Api::AnthropicComplete,
+        Api::OpenAiChat,
+        Api::OpenAiResponses,
+        Api::OpenAiCompletions,
+        Api::OpenAiEmbeddings,
+        Api::MistralFim,
+        Api::GeminiGenerate,
+        Api::DashScopeGeneration,
+        Api::BedrockInvoke,
+        Api::BedrockConverse,
+        Api::OllamaChat,
+        Api::OllamaGenerate,
+    ];
 }
 
 /// A recognised LLM API endpoint: what [`Catalog::recognise`] found for a
