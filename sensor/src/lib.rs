@@ -5,4 +5,5 @@
 //! library they are what the fuzz targets and the decode benchmark exercise.
 
 pub mod decode;
+pub mod fuzzing;
 pub mod llm;

@@ -351,3 +351,35 @@ fn note_foreign_load(seen: &mut Vec<String>) {
         }
     }
 }
+
+/// Entry point of `./x bench decode`: the decode stage's throughput on one core.
+pub fn decode(repo: &Repo, quick: bool) -> Result<()> {
+    let mut run = repo.cargo([
+        "bench",
+        "-p",
+        "telltale",
+        "--no-default-features",
+        "--bench",
+        "decode",
+        "--",
+    ])?;
+    if quick {
+        run.arg("--quick");
+    }
+    let out = cmd::stdout(&mut run).context("running the decode benchmark")?;
+    print!("{out}");
+    let m = machine::Machine::probe(&repo.root);
+    let (date, _) = machine::utc_now();
+    let file = repo.root.join("bench").join("results").join("decode-latest.txt");
+    let text = format!(
+        "# ./x bench decode{} — {date}, commit {}, {} ({} cores), kernel {}\n{out}",
+        if quick { " --quick" } else { "" },
+        m.commit,
+        m.cpu_model,
+        m.cores,
+        m.kernel
+    );
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    println!("bench: wrote {}", file.display());
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -61,7 +62,8 @@ enum Task {
     ///
     /// The integration tests (crate telltale-tests) run the release binary named
     /// by TELLTALE_BIN, which this sets to target/release/telltale. They load
-    /// eBPF programs, so run as root. Example: `./x test -- -p telltale-tests`.
+    /// eBPF programs, so run as root. Without extra arguments, every fuzz target
+    /// then runs for a few seconds (`./x fuzz`). Example: `./x test -- -p telltale-tests`.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
@@ -76,10 +78,30 @@ enum Task {
     /// to find the highest rate the sensor captures without loss. Prints medians
     /// and ratios; writes bench/results/<date>-<host>.md and latest.json. As
     /// root; about 11 minutes (`--quick`: about 3).
+    ///
+    /// `./x bench decode` instead measures the decode stage alone (HTTP/1.1 and
+    /// HTTP/2 throughput on one core against a copy of the same bytes), without
+    /// root or BPF, and writes bench/results/decode-latest.txt.
     Bench {
+        /// `sensor` (default: the capture benchmark above) or `decode`.
+        #[arg(default_value = "sensor", value_parser = ["sensor", "decode"])]
+        suite: String,
         /// Fewer and shorter rounds, for a smoke test.
         #[arg(long)]
         quick: bool,
+    },
+    /// Fuzz the decoders with libFuzzer (targets in fuzz/, seeds in fuzz/seeds).
+    ///
+    /// Builds the targets with the pinned nightly and coverage instrumentation
+    /// (what `cargo fuzz build` does; `cargo fuzz run TARGET` in fuzz/ works too
+    /// where cargo-fuzz is installed), then runs each for --seconds. Inputs that
+    /// crash are kept in target/fuzz/artifacts/TARGET.
+    Fuzz {
+        /// Targets to run (default: all): http1, http2, content, decoder, llm_request.
+        targets: Vec<String>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// What CI runs: setup, `cargo fmt --check`, clippy with -D warnings, then `test`.
     Ci,
@@ -174,7 +196,12 @@ fn dispatch(repo: &Repo, task: Task) -> Result<()> {
         }
         Task::Run { debug, args } => run(repo, !debug, &args),
         Task::Test { args } => test(repo, &args),
-        Task::Bench { quick } => bench::bench(repo, quick),
+        Task::Bench { suite, quick } if suite == "decode" => bench::decode(repo, quick),
+        Task::Bench { quick, .. } => bench::bench(repo, quick),
+        Task::Fuzz { targets, seconds } => {
+            setup::setup(repo, false)?;
+            fuzz::fuzz(repo, &targets, seconds)
+        }
         Task::Ci => ci(repo),
         Task::Fmt => cmd::run(&mut repo.cargo(["fmt", "--all"])?),
     }
@@ -198,6 +225,9 @@ fn run(repo: &Repo, release: bool, args: &[String]) -> Result<()> {
     Err(err).with_context(|| format!("could not start `{}`", cmd::describe(&telltale)))
 }
 
+/// Seconds each fuzz target runs in `./x test`.
+const FUZZ_SMOKE_SECONDS: u64 = 10;
+
 fn test(repo: &Repo, args: &[String]) -> Result<()> {
     let start = Instant::now();
     let result = (|| {
@@ -205,7 +235,13 @@ fn test(repo: &Repo, args: &[String]) -> Result<()> {
         let bin = repo.build_sensor(true)?;
         let mut test = repo.cargo(["test", "--workspace", "--exclude", "sensor-ebpf"])?;
         test.args(args).env("TELLTALE_BIN", &bin);
-        cmd::run(&mut test)
+        cmd::run(&mut test)?;
+        // A short libFuzzer run of every decoder target, from the seeds.
+        if args.is_empty() {
+            println!("test: fuzz smoke ({FUZZ_SMOKE_SECONDS} s per target)");
+            fuzz::fuzz(repo, &[], FUZZ_SMOKE_SECONDS)?;
+        }
+        Ok(())
     })();
     let took = elapsed(start.elapsed());
     match &result {
