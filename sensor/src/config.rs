@@ -16,6 +16,10 @@ pub enum Emit {
     Alerts,
     /// Every captured TLS message with its plaintext (`tls.data`).
     Data,
+    /// An `http` event per request/response exchange.
+    Http,
+    /// A `decode.error` event when a connection's traffic cannot be decoded.
+    Errors,
 }
 
 /// The whole configuration.
@@ -28,6 +32,10 @@ pub struct Config {
     pub capture: CaptureCfg,
     /// Reassembly bounds.
     pub reassembly: Reassembly,
+    /// Protocol decoding.
+    pub decode: DecodeCfg,
+    /// LLM API recognition.
+    pub llm: LlmCfg,
     /// Status events.
     pub status: StatusCfg,
 }
@@ -80,6 +88,74 @@ pub struct Reassembly {
     pub stale_after_ms: u64,
     /// Open connections remembered.
     pub max_connections: usize,
+}
+
+/// `[decode]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodeCfg {
+    /// Body bytes kept per message for inspection.
+    pub max_body_bytes: usize,
+    /// Decoded (decompressed) bytes kept per body.
+    pub max_decoded_bytes: usize,
+    /// Largest decompression ratio accepted past the first MiB.
+    pub max_decompression_ratio: u64,
+    /// Header fields per message.
+    pub max_header_count: usize,
+    /// Bytes of one message head.
+    pub max_header_bytes: usize,
+    /// Exchanges in flight per connection.
+    pub max_streams_per_connection: usize,
+    /// Largest HTTP/2 frame buffered whole.
+    pub max_frame_bytes: usize,
+    /// WebSocket message bytes kept.
+    pub max_websocket_message_bytes: usize,
+    /// Server-Sent Events kept per response.
+    pub max_sse_events: usize,
+    /// Connections decoded at once.
+    pub max_connections: usize,
+    /// Bytes held by the decoder in total.
+    pub max_total_bytes: usize,
+    /// Idle connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// Include decoded bodies (plaintext) in `http` events.
+    pub http_bodies: bool,
+    /// Header names whose values `http` events redact.
+    pub redact_headers: Vec<String>,
+    /// Query parameter names whose values `http` events redact.
+    pub redact_query_params: Vec<String>,
+}
+
+impl DecodeCfg {
+    /// The decoder's bounds.
+    pub fn limits(&self) -> telltale::decode::Limits {
+        telltale::decode::Limits {
+            wire: telltale::decode::WireLimits {
+                max_header_count: self.max_header_count,
+                max_header_bytes: self.max_header_bytes,
+                max_streams: self.max_streams_per_connection,
+                max_frame_bytes: self.max_frame_bytes,
+                max_ws_message_bytes: self.max_websocket_message_bytes,
+            },
+            max_body_bytes: self.max_body_bytes,
+            body: telltale::decode::BodyLimits {
+                max_decoded_bytes: self.max_decoded_bytes,
+                max_ratio: self.max_decompression_ratio,
+            },
+            max_sse_events: self.max_sse_events,
+            max_connections: self.max_connections,
+            max_total_bytes: self.max_total_bytes,
+            idle_timeout_ns: self.idle_timeout_secs.saturating_mul(1_000_000_000),
+        }
+    }
+}
+
+/// `[llm]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmCfg {
+    /// Provider catalogue files whose entries add to and override the embedded one.
+    pub catalogs: Vec<PathBuf>,
 }
 
 /// `[status]`
@@ -203,6 +279,32 @@ impl Config {
                 "must be between 1 and 1000",
             ));
         }
+        let d = &self.decode;
+        for (key, value, min) in [
+            ("decode.max_header_count", d.max_header_count, 8),
+            ("decode.max_header_bytes", d.max_header_bytes, 1024),
+            (
+                "decode.max_streams_per_connection",
+                d.max_streams_per_connection,
+                1,
+            ),
+            ("decode.max_frame_bytes", d.max_frame_bytes, 16384),
+            ("decode.max_connections", d.max_connections, 1),
+            ("decode.max_total_bytes", d.max_total_bytes, 1 << 20),
+        ] {
+            if value < min {
+                return Err(invalid(key, &format!("{value} is below the minimum {min}")));
+            }
+        }
+        if d.max_decompression_ratio < 2 {
+            return Err(invalid(
+                "decode.max_decompression_ratio",
+                "must be at least 2",
+            ));
+        }
+        if d.idle_timeout_secs == 0 {
+            return Err(invalid("decode.idle_timeout_secs", "must be at least 1"));
+        }
         if self.capture.rescan_interval_ms < 100 {
             return Err(invalid(
                 "capture.rescan_interval_ms",
@@ -238,8 +340,36 @@ mod tests {
     #[test]
     fn embedded_default_is_valid_and_quiet() {
         let c = Config::embedded().expect("default parses");
-        assert_eq!(c.output.emit, vec![Emit::Alerts]);
+        // No plaintext by default: no tls.data, no http events, no bodies.
+        assert_eq!(c.output.emit, vec![Emit::Alerts, Emit::Errors]);
+        assert!(!c.decode.http_bodies);
+        assert!(c.decode.redact_headers.iter().any(|h| h == "authorization"));
         assert_eq!(c.capture.ring_buffer_bytes, 64 << 20);
+        assert_eq!(c.decode.limits().max_body_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn decode_bounds_are_checked() {
+        let err = Config::from_toml(
+            DEFAULT_TOML,
+            "t.toml",
+            Some("[decode]\nmax_decompression_ratio = 1\n"),
+        )
+        .expect_err("ratio 1 refused");
+        assert!(
+            err.to_string().contains("decode.max_decompression_ratio"),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            DEFAULT_TOML,
+            "t.toml",
+            Some("[decode]\nmax_frame_bytes = 10\n"),
+        )
+        .expect_err("tiny frames refused");
+        assert!(
+            err.to_string().contains("t.toml: decode.max_frame_bytes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -58,6 +58,24 @@ enum Command {
     },
     /// Print the configuration in effect (the embedded defaults merged with --config).
     Config,
+    /// The LLM API provider catalogue.
+    #[command(subcommand)]
+    Llm(LlmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LlmCommand {
+    /// Print the embedded provider catalogue (TOML): a starting point for files
+    /// named in `llm.catalogs`.
+    Catalog,
+    /// Show which provider and API a request would be recognised as, with the
+    /// catalogues of the configuration in effect.
+    Recognise {
+        /// Request method, e.g. POST.
+        method: String,
+        /// URL, e.g. https://api.anthropic.com/v1/messages.
+        url: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +115,34 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Targets { json } => run::print_targets(&cfg, json),
+        Command::Llm(LlmCommand::Catalog) => {
+            print!("{}", telltale::llm::EMBEDDED_CATALOG);
+            Ok(())
+        }
+        Command::Llm(LlmCommand::Recognise { method, url }) => {
+            let catalog = run::load_catalog(&cfg)?;
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let (authority, target) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            match catalog.recognise(&method, Some(authority), target) {
+                Some(e) => println!(
+                    "provider {} ({}), api {}, model from path {}, {}",
+                    e.provider,
+                    e.provider_name,
+                    serde_json::to_value(e.api)?.as_str().unwrap_or("?"),
+                    e.model_from_path.as_deref().unwrap_or("-"),
+                    if e.self_hosted {
+                        "recognised by path shape only (self-hosted compatible)"
+                    } else {
+                        "recognised by host"
+                    }
+                ),
+                None => println!("not an LLM API request known to the catalogue"),
+            }
+            Ok(())
+        }
         Command::Run(args) => {
             if let Some(emit) = args.emit {
                 cfg.output.emit = emit;

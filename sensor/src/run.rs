@@ -1,6 +1,10 @@
 //! The `run` and `targets` commands: wiring of the pipeline stages.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -13,11 +17,18 @@ use crate::{
     capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig, LoadOptions, Record},
     clock::Clock,
     config::{Config, Emit},
-    conn::{Limits, Reassembler, TlsMessage, proc_socket_resolver},
-    event::{self, PipelineStats, Status, TargetStats, TlsData},
+    conn::{ConnKey, Limits, Reassembler, SocketView, TlsMessage, proc_socket_resolver},
+    event::{
+        self, ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy, PipelineStats,
+        ProcessOut, Status, TargetStats, TlsData,
+    },
     host::HostIdentity,
     process::ProcessCache,
     sink::{self, EventSender},
+};
+use telltale::{
+    decode::{ConnView, Decoder, Output},
+    llm::Catalog,
 };
 
 /// Processes whose context is cached at once.
@@ -79,39 +90,182 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 struct Pipeline {
-    host: HostIdentity,
-    clock: Clock,
     started: Instant,
     emit_data: bool,
     events: EventSender,
     stats: PipelineStats,
-    processes: ProcessCache,
+    decoder: Decoder<ConnKey>,
+    /// What events are built from; separate from the decoder so that the
+    /// decoder's callback can use it.
+    ctx: Ctx,
 }
 
-impl Pipeline {
-    async fn send<B: Serialize>(&mut self, event_type: &'static str, unix_ns: i128, body: B) {
+/// The state events are built from.
+struct Ctx {
+    host: HostIdentity,
+    clock: Clock,
+    processes: ProcessCache,
+    emit_http: bool,
+    emit_errors: bool,
+    policy: HttpPolicy,
+    catalog: Catalog,
+    /// What decode events say about each connection the decoder follows.
+    conns: HashMap<ConnKey, ConnMeta>,
+    /// Events built inside the decoder's callback, sent after it returns.
+    lines: Vec<Vec<u8>>,
+}
+
+/// A connection's description for decode events, from its latest message.
+#[derive(Debug, Clone)]
+struct ConnMeta {
+    library: Option<String>,
+    server_name: Option<Arc<str>>,
+    socket: SocketView,
+}
+
+impl Ctx {
+    fn line<B: Serialize>(&mut self, event_type: &'static str, unix_ns: i128, body: B) {
         let env = event::envelope(&self.host, event_type, unix_ns, body);
         match serde_json::to_vec(&env) {
-            Ok(line) => {
-                if self.events.send(line).await.is_ok() {
-                    self.stats.events += 1;
-                }
-            }
+            Ok(line) => self.lines.push(line),
             Err(e) => tracing::error!(error = %e, event_type, "cannot serialise event"),
         }
     }
 
-    async fn message(&mut self, capture: &Capture, m: TlsMessage) {
-        if !self.emit_data {
-            return;
+    fn process(&mut self, pid: u32) -> ProcessOut {
+        match self.processes.get(pid) {
+            Some(ctx) => ProcessOut::Context(ctx),
+            None => ProcessOut::Minimal {
+                pid,
+                comm: String::new(),
+            },
         }
+    }
+
+    fn conn_out(&self, key: &ConnKey) -> ConnOut {
+        match self.conns.get(key) {
+            Some(m) => ConnOut::new(
+                key.to_string(),
+                m.library.clone(),
+                m.server_name.as_deref(),
+                &m.socket,
+            ),
+            None => ConnOut::new(
+                key.to_string(),
+                None,
+                None,
+                &SocketView::Unknown(Arc::from("not known")),
+            ),
+        }
+    }
+
+    /// Turns what the decoder reports into events.
+    fn decoded(&mut self, key: &ConnKey, view: ConnView, out: Output<'_>) {
+        match out {
+            Output::Exchange(x) if self.emit_http => {
+                let ts = x
+                    .response
+                    .as_ref()
+                    .or(x.request.as_ref())
+                    .map_or_else(Clock::unix_now, |m| self.clock.to_unix_ns(m.end_ns));
+                let body = HttpEvent {
+                    process: self.process(key.pid),
+                    tls: self.conn_out(key),
+                    http: HttpOut::new(&x, view, self.clock, &self.policy),
+                    llm: event::llm_summary(&x, &self.catalog),
+                };
+                self.line("http", ts, body);
+            }
+            Output::Error(error) if self.emit_errors => {
+                let body = DecodeErrorEvent {
+                    process: self.process(key.pid),
+                    tls: self.conn_out(key),
+                    decode: DecodeOut {
+                        protocol: view.protocol,
+                        role: view.role,
+                        error,
+                    },
+                };
+                self.line("decode.error", Clock::unix_now(), body);
+            }
+            // Requests go to detection as soon as they are complete; WebSocket
+            // messages too. Detection is the next stage to be wired here.
+            Output::Request(_)
+            | Output::WebSocket { .. }
+            | Output::Exchange(_)
+            | Output::Error(_) => {}
+        }
+    }
+}
+
+impl Pipeline {
+    async fn send<B: Serialize>(&mut self, event_type: &'static str, unix_ns: i128, body: B) {
+        self.ctx.line(event_type, unix_ns, body);
+        self.flush_lines().await;
+    }
+
+    async fn flush_lines(&mut self) {
+        let mut lines = std::mem::take(&mut self.ctx.lines);
+        for line in lines.drain(..) {
+            if self.events.send(line).await.is_ok() {
+                self.stats.events += 1;
+            }
+        }
+        self.ctx.lines = lines;
+    }
+
+    async fn message(&mut self, capture: &Capture, m: TlsMessage) {
         let library = capture
             .target_path(m.target)
             .map(|p| p.display().to_string());
-        let t = self.clock.to_unix_ns(m.ts_ns);
-        let context = self.processes.get(m.key.pid);
-        self.send("tls.data", t, TlsData::new(&m, library, context))
-            .await;
+        if self.emit_data {
+            let t = self.ctx.clock.to_unix_ns(m.ts_ns);
+            let context = self.ctx.processes.get(m.key.pid);
+            self.ctx
+                .line("tls.data", t, TlsData::new(&m, library.clone(), context));
+        }
+        self.ctx.conns.insert(
+            m.key,
+            ConnMeta {
+                library,
+                server_name: m.server_name.clone(),
+                socket: m.socket.clone(),
+            },
+        );
+        let lost_after = !m.complete || m.truncated;
+        let ctx = &mut self.ctx;
+        self.decoder.feed(
+            &m.key,
+            m.direction,
+            &m.data,
+            m.ts_ns,
+            lost_after,
+            &mut |k, v, o| ctx.decoded(k, v, o),
+        );
+        self.flush_lines().await;
+    }
+
+    /// A connection ended: its open exchanges go out.
+    async fn conn_ended(&mut self, key: ConnKey) {
+        let ctx = &mut self.ctx;
+        self.decoder
+            .close(&key, Clock::mono_now(), &mut |k, v, o| ctx.decoded(k, v, o));
+        self.ctx.conns.remove(&key);
+        self.flush_lines().await;
+    }
+
+    /// Closes idle connections, or all of them at shutdown.
+    async fn expire_decoded(&mut self, all: bool) {
+        let ctx = &mut self.ctx;
+        if all {
+            self.decoder.flush(&mut |k, v, o| ctx.decoded(k, v, o));
+        } else {
+            self.decoder
+                .expire(Clock::mono_now(), &mut |k, v, o| ctx.decoded(k, v, o));
+        }
+        let decoder = &self.decoder;
+        self.ctx.conns.retain(|k, _| decoder.follows(k));
+        self.flush_lines().await;
     }
 
     async fn status(&mut self, state: &'static str, capture: &Capture, reasm: &Reassembler) {
@@ -123,7 +277,8 @@ impl Pipeline {
             kernel: capture.counters(),
             reassembly: reasm.stats(),
             pipeline: self.stats,
-            processes: self.processes.stats(),
+            processes: self.ctx.processes.stats(),
+            decode: self.decoder.stats(),
         };
         self.send("sensor.status", Clock::unix_now(), body).await;
     }
@@ -149,23 +304,47 @@ fn handle(
             stats.bytes += chunk.data.len() as u64;
             reasm.push(&chunk, |m| msgs.push(m));
         }
-        Record::Close(c) => reasm.close(c.pid, c.conn, |m| msgs.push(m)),
+        Record::Close(c) => {
+            if let Some(key) = reasm.close(c.pid, c.conn, |m| msgs.push(m)) {
+                lifecycle.push(Lifecycle::Closed(key));
+            }
+        }
         Record::ServerName(n) => reasm.set_server_name(n.pid, n.conn, &n.name),
         Record::FdBind(b) => reasm.bind_fd(&b, |m| msgs.push(m)),
         Record::Exec(pid) => lifecycle.push(Lifecycle::Exec(pid)),
         Record::Exit(pid) => {
-            reasm.forget_pid(pid, |m| msgs.push(m));
+            for key in reasm.forget_pid(pid, |m| msgs.push(m)) {
+                lifecycle.push(Lifecycle::Closed(key));
+            }
             lifecycle.push(Lifecycle::Exit(pid));
         }
     }
 }
 
-/// Process lifecycle work deferred until the records of a batch are handled
-/// (it needs the capture and the process cache, which are busy meanwhile).
+/// Connection and process lifecycle work deferred until the messages of a batch
+/// are handled (it needs the capture, the decoder and the process cache, which
+/// are busy meanwhile). A connection's messages come before its end.
 #[derive(Debug, Clone, Copy)]
 enum Lifecycle {
+    Closed(ConnKey),
     Exec(u32),
     Exit(u32),
+}
+
+fn lower_set(names: &[String]) -> std::collections::HashSet<String> {
+    names.iter().map(|n| n.to_ascii_lowercase()).collect()
+}
+
+/// The embedded provider catalogue with the operator's files over it.
+pub fn load_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
+    let mut catalog = Catalog::embedded().clone();
+    for path in &cfg.llm.catalogs {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading LLM provider catalogue {}", path.display()))?;
+        let extra = Catalog::from_toml(&text, &path.display().to_string())?;
+        catalog = catalog.with_overrides(extra);
+    }
+    Ok(catalog)
 }
 
 /// `telltale run`: capture until SIGINT/SIGTERM.
@@ -173,14 +352,28 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let (events, writer) =
         sink::json_lines(std::io::stdout(), cfg.output.queue, cfg.output.queue_bytes)
             .context("starting the event writer")?;
+    let catalog = load_catalog(&cfg)?;
     let mut p = Pipeline {
-        host: HostIdentity::current(),
-        clock: Clock::sample(),
         started: Instant::now(),
         emit_data: cfg.output.emit.contains(&Emit::Data),
         events,
         stats: PipelineStats::default(),
-        processes: ProcessCache::new(PROCESS_CACHE_ENTRIES),
+        decoder: Decoder::new(cfg.decode.limits()),
+        ctx: Ctx {
+            host: HostIdentity::current(),
+            clock: Clock::sample(),
+            processes: ProcessCache::new(PROCESS_CACHE_ENTRIES),
+            emit_http: cfg.output.emit.contains(&Emit::Http),
+            emit_errors: cfg.output.emit.contains(&Emit::Errors),
+            policy: HttpPolicy {
+                bodies: cfg.decode.http_bodies,
+                redact_headers: lower_set(&cfg.decode.redact_headers),
+                redact_query: lower_set(&cfg.decode.redact_query_params),
+            },
+            catalog,
+            conns: HashMap::new(),
+            lines: Vec::new(),
+        },
     };
     let opts = LoadOptions {
         ring_bytes: cfg.capture.ring_buffer_bytes,
@@ -259,8 +452,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 p.status("running", &capture, &reasm).await;
             }
             _ = housekeeping.tick() => {
-                p.clock = Clock::sample();
+                p.ctx.clock = Clock::sample();
                 reasm.expire(Clock::mono_now(), |m| msgs.push(m));
+                p.expire_decoded(false).await;
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -273,11 +467,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 Lifecycle::Exec(pid) => {
                     // Read the new program's context now: a short-lived process
                     // may be gone by the time its TLS messages are handled.
-                    p.processes.exec(pid);
-                    let _ = p.processes.get(pid);
+                    p.ctx.processes.exec(pid);
+                    let _ = p.ctx.processes.get(pid);
                     capture.exec(pid);
                 }
-                Lifecycle::Exit(pid) => p.processes.exit(pid),
+                Lifecycle::Closed(key) => p.conn_ended(key).await,
+                Lifecycle::Exit(pid) => p.ctx.processes.exit(pid),
             }
         }
     }
@@ -291,6 +486,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         for m in msgs.drain(..) {
             p.message(&capture, m).await;
         }
+        for l in lifecycle.drain(..) {
+            if let Lifecycle::Closed(key) = l {
+                p.conn_ended(key).await;
+            }
+        }
         if emptied {
             break;
         }
@@ -299,6 +499,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     for m in msgs.drain(..) {
         p.message(&capture, m).await;
     }
+    // Requests still waiting for their responses go out as they are.
+    p.expire_decoded(true).await;
     p.status("stopped", &capture, &reasm).await;
     let k = capture.counters();
     let r = reasm.stats();

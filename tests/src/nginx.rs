@@ -1,5 +1,6 @@
 //! A real nginx serving HTTPS on loopback, with TLS 1.2-only and TLS 1.3-only
-//! ports, static files of known sizes and an upload location.
+//! ports, static files of known sizes and an upload location, and a mock of
+//! LLM API endpoints on a port that speaks HTTP/2 and HTTP/1.1.
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -19,7 +20,14 @@ pub struct Nginx {
     pub port_tls12: u16,
     /// Port that speaks only TLS 1.3.
     pub port_tls13: u16,
+    /// TLS 1.3 with HTTP/2 and HTTP/1.1 (ALPN): a mock LLM API. `POST
+    /// /v1/messages` and `/v1/chat/completions` read the whole request body (they
+    /// are proxied to a plain-HTTP backend) and answer with JSON.
+    pub port_api: u16,
 }
+
+/// The mock API's answer to `POST /v1/messages`.
+pub const API_RESPONSE: &str = r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-test","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}"#;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -64,7 +72,9 @@ impl Nginx {
             let content = crate::body(&format!("static-{size}-"), size);
             std::fs::write(d.join(format!("html/static/{size}")), content).expect("write");
         }
-        let (p12, p13) = (free_port(), free_port());
+        let (p12, p13, papi, pback) = (free_port(), free_port(), free_port(), free_port());
+        // nginx's `return` string syntax: escape the quotes.
+        let api_response = API_RESPONSE.replace('"', "\\\"");
         let conf = format!(
             r#"
 user root;
@@ -99,6 +109,16 @@ http {{
     location /upload/ {{ dav_methods PUT; create_full_put_path on; }}
     location = /post {{ return 200 "posted\n"; }}
   }}
+  server {{
+    listen 127.0.0.1:{papi} ssl http2;
+    ssl_protocols TLSv1.3;
+    location /v1/ {{ proxy_pass http://127.0.0.1:{pback}; }}
+  }}
+  server {{
+    listen 127.0.0.1:{pback};
+    default_type application/json;
+    location /v1/ {{ return 200 "{api_response}"; }}
+  }}
 }}
 "#,
             d = d.display()
@@ -119,6 +139,7 @@ http {{
             dir,
             port_tls12: p12,
             port_tls13: p13,
+            port_api: papi,
         };
         nginx.wait_ready();
         nginx
@@ -126,7 +147,7 @@ http {{
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [self.port_tls12, self.port_tls13] {
+        for port in [self.port_tls12, self.port_tls13, self.port_api] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(
                     Instant::now() < deadline,

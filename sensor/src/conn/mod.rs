@@ -256,15 +256,25 @@ impl Reassembler {
 
     /// A process freed the connection object at `conn`: the next connection at
     /// that address is a new one. Messages still waiting for its flow go out.
-    pub fn close<F: FnMut(TlsMessage)>(&mut self, pid: u32, conn: u64, mut out: F) {
-        if let Some(mut st) = self.conns.remove(&(pid, conn)) {
-            self.stats.closed += 1;
-            release(
-                &mut st,
-                "the connection closed before its socket was seen",
-                &mut out,
-            );
-        }
+    /// Returns the connection that ended, if it was known.
+    pub fn close<F: FnMut(TlsMessage)>(
+        &mut self,
+        pid: u32,
+        conn: u64,
+        mut out: F,
+    ) -> Option<ConnKey> {
+        let mut st = self.conns.remove(&(pid, conn))?;
+        self.stats.closed += 1;
+        release(
+            &mut st,
+            "the connection closed before its socket was seen",
+            &mut out,
+        );
+        Some(ConnKey {
+            pid,
+            conn,
+            id: st.id,
+        })
     }
 
     /// The kernel tied the connection at (pid, address) to a descriptor, and read
@@ -282,9 +292,11 @@ impl Reassembler {
         release(st, "", &mut out);
     }
 
-    /// Process `pid` exited: its connections end, held messages go out.
-    pub fn forget_pid<F: FnMut(TlsMessage)>(&mut self, pid: u32, mut out: F) {
+    /// Process `pid` exited: its connections end, held messages go out. Returns
+    /// the connections that ended.
+    pub fn forget_pid<F: FnMut(TlsMessage)>(&mut self, pid: u32, mut out: F) -> Vec<ConnKey> {
         let keys: Vec<(u32, u64)> = self.conns.keys().filter(|k| k.0 == pid).copied().collect();
+        let mut ended = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(mut st) = self.conns.remove(&k) {
                 self.stats.closed += 1;
@@ -293,8 +305,14 @@ impl Reassembler {
                     "the process exited before its socket was seen",
                     &mut out,
                 );
+                ended.push(ConnKey {
+                    pid: k.0,
+                    conn: k.1,
+                    id: st.id,
+                });
             }
         }
+        ended
     }
 
     /// Releases messages that waited longer than the attribution window.

@@ -2,7 +2,12 @@
 //! sensor and host identity) around one body per event type.
 //!
 //! Event types so far: `tls.data` (captured plaintext, only when the operator asks
-//! for it) and `sensor.status` (start, periodic and final counters).
+//! for it), `http` (one per request/response exchange), `decode.error` (what could
+//! not be decoded) and `sensor.status` (start, periodic and final counters).
+
+mod http;
+
+pub use http::{ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy, llm_summary};
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -181,7 +186,7 @@ pub enum SocketOut {
 }
 
 impl SocketOut {
-    fn new(v: &SocketView) -> Self {
+    pub(crate) fn new(v: &SocketView) -> Self {
         match v {
             SocketView::Known(i, source) => Self::Known {
                 fd: i.fd,
@@ -330,6 +335,8 @@ pub struct Status {
     pub pipeline: PipelineStats,
     /// Process-context cache counters.
     pub processes: ProcessCacheStats,
+    /// Protocol-decode counters.
+    pub decode: telltale::decode::DecodeStats,
 }
 
 #[cfg(test)]
