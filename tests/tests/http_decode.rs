@@ -74,7 +74,10 @@ fn assert_exchange(e: &Value, role: &str, version: &str, port: u16, body: &str, 
     assert_eq!(q["method"], "POST");
     assert_eq!(q["path"], "/v1/messages");
     assert_eq!(q["authority"], format!("127.0.0.1:{port}"));
-    assert_eq!(q["headers"]["x-api-key"], "[redacted]", "credentials are redacted");
+    assert_eq!(
+        q["headers"]["x-api-key"], "[redacted]",
+        "credentials are redacted"
+    );
     assert_eq!(q["headers"]["content-encoding"], "gzip");
     assert_eq!(q["body"]["content_encoding"], serde_json::json!(["gzip"]));
     assert_eq!(q["body"]["length"], gz_len, "wire length is the gzip size");
@@ -188,7 +191,10 @@ fn http1_keep_alive_chunked_gzip_requests_are_paired_with_their_responses() {
     assert_eq!(streams, [1, 2], "request ordinals on the connection");
     for e in &client {
         assert_exchange(e, "client", "HTTP/1.1", nginx.port_api, &json, gz_len);
-        assert_eq!(e["http"]["request"]["headers"]["transfer-encoding"], "chunked");
+        assert_eq!(
+            e["http"]["request"]["headers"]["transfer-encoding"],
+            "chunked"
+        );
     }
     assert_eq!(
         client[0]["tls"]["connection"], client[1]["tls"]["connection"],
@@ -247,7 +253,11 @@ print(talk(good)[:12])
     let (events, stderr) = sensor.stop();
 
     let errors = errors_of(&events, &[run.pid]);
-    assert_eq!(errors.len(), 1, "one decode.error: {errors:?}; stderr: {stderr}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "one decode.error: {errors:?}; stderr: {stderr}"
+    );
     let e = &errors[0];
     assert_eq!(e["decode"]["kind"], "malformed", "{e}");
     assert_eq!(e["decode"]["side"], "client", "{e}");
@@ -257,7 +267,11 @@ print(talk(good)[:12])
         "error details never carry plaintext: {e}"
     );
     let good = http_with(&events, run.pid, &m);
-    assert_eq!(good.len(), 1, "the valid request on the next connection is decoded");
+    assert_eq!(
+        good.len(),
+        1,
+        "the valid request on the next connection is decoded"
+    );
     assert_eq!(good[0]["http"]["response"]["status"], 200);
     assert_ne!(good[0]["tls"]["connection"], e["tls"]["connection"]);
 }

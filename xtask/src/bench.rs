@@ -367,17 +367,22 @@ pub fn decode(repo: &Repo, quick: bool) -> Result<()> {
         run.arg("--quick");
     }
     let out = cmd::stdout(&mut run).context("running the decode benchmark")?;
-    print!("{out}");
+    println!("{}", out.trim_end());
     let m = machine::Machine::probe(&repo.root);
     let (date, _) = machine::utc_now();
-    let file = repo.root.join("bench").join("results").join("decode-latest.txt");
+    let file = repo
+        .root
+        .join("bench")
+        .join("results")
+        .join("decode-latest.txt");
     let text = format!(
-        "# ./x bench decode{} — {date}, commit {}, {} ({} cores), kernel {}\n{out}",
+        "# ./x bench decode{} — {date}, commit {}, {} ({} cores), kernel {}\n{}\n",
         if quick { " --quick" } else { "" },
         m.commit,
         m.cpu_model,
         m.cores,
-        m.kernel
+        m.kernel,
+        out.trim_end()
     );
     std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     println!("bench: wrote {}", file.display());

@@ -29,7 +29,10 @@ pub fn fuzz(repo: &Repo, targets: &[String], seconds: u64) -> Result<()> {
     } else {
         for t in targets {
             if !TARGETS.contains(&t.as_str()) {
-                bail!("unknown fuzz target {t:?}; the targets are {}", TARGETS.join(", "));
+                bail!(
+                    "unknown fuzz target {t:?}; the targets are {}",
+                    TARGETS.join(", ")
+                );
             }
         }
         targets.iter().map(String::as_str).collect()

@@ -134,6 +134,9 @@ pub enum Assembled<'a> {
     },
 }
 
+/// Most body bytes reserved ahead of their arrival.
+const RESERVE_MAX: usize = 1 << 20;
+
 struct Building {
     head: Head,
     start_ns: u64,
@@ -307,11 +310,19 @@ impl Assembler {
             Ok(c) => (c, None),
             Err(e) => (Vec::new(), Some(e)),
         };
+        // Room for the announced body up front saves the copies of growing into
+        // it; capped, so a false Content-Length cannot reserve much.
+        let announced = head
+            .value("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let kept = Vec::with_capacity(announced.min(self.limits.max_body_bytes).min(RESERVE_MAX));
         *slot = Slot::Building(Box::new(Building {
             head,
             start_ns: ts_ns,
             body: Body {
                 codings,
+                kept,
                 ..Body::default()
             },
             coding_error,
