@@ -56,7 +56,7 @@
 //!   the same). The residual cost is the crate's bit-by-bit decoding of the
 //!   Huffman bytes themselves, the same per byte for hostile and ordinary
 //!   blocks; the rewritten block, held only while the block is decoded, is at
-//!   most 8/5 of the block's size.
+//!   about 8/5 of the block's size at most (a byte more per string).
 //! - **Server push.** PUSH_PROMISE header blocks are decoded (HPACK state) but
 //!   promised requests and pushed responses are not reported: the exchange
 //!   model pairs client requests with responses, and a push is neither.
@@ -3303,7 +3303,7 @@ mod tests {
             for block in [block, noise] {
                 let plain = without_huffman(&block);
                 if let Some(plain) = &plain {
-                    prop_assert!(plain.len() <= block.len() * 8 / 5 + 8);
+                    prop_assert!(plain.len() <= block.len() * 8 / 5 + block.len() / 2 + 1);
                 }
                 let rewritten = plain.as_deref().unwrap_or(&block);
                 prop_assert_eq!(hpack_outcome(rewritten), hpack_outcome(&block));
