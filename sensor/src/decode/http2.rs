@@ -45,6 +45,18 @@
 //!   value and by [`WireLimits::max_header_count`] (regular fields); fields past
 //!   a bound are decoded but not kept, and the stream fails with
 //!   [`ErrorKind::Limit`].
+//! - **Huffman-coded strings.** `loona-hpack` builds a fresh Huffman code table
+//!   (a map of 257 entries) for every Huffman-coded string it decodes, so a
+//!   block of many tiny Huffman strings (two every three bytes) cost 6-20 µs
+//!   per string: a hostile 64 KiB block took a quarter of a second, and an
+//!   ordinary first request a millisecond. Before a block reaches the decoder,
+//!   [`without_huffman`] decodes each Huffman string with one long-lived table
+//!   and rewrites it as a plain literal; the HPACK decoder still does
+//!   everything else (indexes, dynamic table, size updates, errors, which stay
+//!   the same). The residual cost is the crate's bit-by-bit decoding of the
+//!   Huffman bytes themselves, the same per byte for hostile and ordinary
+//!   blocks; the rewritten block, held only while the block is decoded, is at
+//!   about 8/5 of the block's size at most (a byte more per string).
 //! - **Server push.** PUSH_PROMISE header blocks are decoded (HPACK state) but
 //!   promised requests and pushed responses are not reported: the exchange
 //!   model pairs client requests with responses, and a push is neither.
@@ -60,8 +72,11 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
+use std::cell::RefCell;
+
 use loona_hpack::Decoder;
 use loona_hpack::decoder::DecoderError;
+use loona_hpack::huffman::HuffmanDecoder;
 
 use super::{ErrorKind, Head, Header, Part, Side, Start, Version, WireLimits, WireParser};
 
@@ -529,6 +544,144 @@ impl Fields {
     }
 }
 
+thread_local! {
+    /// The Huffman code table, built once: `loona-hpack` builds one for every
+    /// Huffman-coded string it decodes.
+    static HUFFMAN: RefCell<HuffmanDecoder> = RefCell::new(HuffmanDecoder::new());
+}
+
+/// `block` with every Huffman-coded string literal rewritten as the plain
+/// literal it decodes to, or `None` when there is nothing to rewrite. Only
+/// string literals change: every other byte is copied, so the HPACK decoder
+/// reads the same fields, indexes and table size updates from the result. The
+/// rewriting stops at the first representation that is truncated or holds an
+/// invalid Huffman string, and copies the rest as it is, so the HPACK decoder
+/// meets the same error at the same place.
+fn without_huffman(block: &[u8]) -> Option<Vec<u8>> {
+    HUFFMAN.with_borrow_mut(|huffman| {
+        let mut out: Option<Vec<u8>> = None;
+        let mut pos = 0;
+        while let Some(&first) = block.get(pos) {
+            let rest = &block[pos..];
+            // RFC 7541 §6: the representation, and the prefix of its integer.
+            let (prefix, literal) = match first {
+                f if f & 0x80 != 0 => (7, false), // indexed field
+                f if f & 0x40 != 0 => (6, true),  // literal, incremental indexing
+                f if f & 0x20 != 0 => (5, false), // dynamic table size update
+                _ => (4, true),                   // literal, not indexed or never
+            };
+            let Some((index, head)) = hpack_integer(rest, prefix) else {
+                break;
+            };
+            let mut strings: [Option<HpackString<'_>>; 2] = [None, None];
+            let mut len = head;
+            if literal {
+                let count = if index == 0 { 2 } else { 1 };
+                for slot in strings.iter_mut().take(count) {
+                    let Some(s) = hpack_string(&rest[len..]) else {
+                        break;
+                    };
+                    len += s.raw.len();
+                    *slot = Some(s);
+                }
+                if strings.iter().flatten().count() < count {
+                    break;
+                }
+            }
+            let representation = &rest[..len];
+            if !strings.iter().flatten().any(|s| s.huffman) {
+                if let Some(out) = out.as_mut() {
+                    out.extend_from_slice(representation);
+                }
+                pos += len;
+                continue;
+            }
+            let out = out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(block.len() + block.len() / 2);
+                v.extend_from_slice(&block[..pos]);
+                v
+            });
+            let mark = out.len();
+            out.extend_from_slice(&rest[..head]);
+            let mut failed = false;
+            for s in strings.iter().flatten() {
+                if !s.huffman {
+                    out.extend_from_slice(s.raw);
+                    continue;
+                }
+                let Ok(plain) = huffman.decode(s.octets) else {
+                    failed = true;
+                    break;
+                };
+                hpack_length(out, plain.len());
+                out.extend_from_slice(&plain);
+            }
+            if failed {
+                out.truncate(mark);
+                break;
+            }
+            pos += len;
+        }
+        let mut out = out?;
+        out.extend_from_slice(&block[pos..]);
+        Some(out)
+    })
+}
+
+/// A string literal of a header block (RFC 7541 §5.2).
+struct HpackString<'a> {
+    /// The whole literal: length and octets.
+    raw: &'a [u8],
+    huffman: bool,
+    /// The octets, as sent.
+    octets: &'a [u8],
+}
+
+/// The string literal at the start of `buf`, if it is whole.
+fn hpack_string(buf: &[u8]) -> Option<HpackString<'_>> {
+    let huffman = buf.first()? & 0x80 != 0;
+    let (len, head) = hpack_integer(buf, 7)?;
+    let end = head.checked_add(len).filter(|&end| end <= buf.len())?;
+    Some(HpackString {
+        raw: &buf[..end],
+        huffman,
+        octets: &buf[head..end],
+    })
+}
+
+/// The integer with a `prefix`-bit prefix at the start of `buf` and its length
+/// in bytes (RFC 7541 §5.1), read as `loona-hpack` reads it: at most five
+/// bytes, else it is an error (`None`, as for a truncated one).
+fn hpack_integer(buf: &[u8], prefix: u32) -> Option<(usize, usize)> {
+    let mask = (1u8 << prefix) - 1;
+    let mut value = usize::from(buf.first()? & mask);
+    if value < usize::from(mask) {
+        return Some((value, 1));
+    }
+    for (i, &b) in buf.iter().enumerate().skip(1).take(4) {
+        value += usize::from(b & 0x7f) << (7 * (i - 1));
+        if b & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// The length of a plain (not Huffman-coded) string literal.
+fn hpack_length(out: &mut Vec<u8>, len: usize) {
+    if len < 0x7f {
+        out.push(len as u8);
+        return;
+    }
+    out.push(0x7f);
+    let mut rest = len - 0x7f;
+    while rest >= 0x80 {
+        out.push(0x80 | (rest & 0x7f) as u8);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
+}
+
 /// A three-digit status code (100–999).
 fn parse_status(s: &str) -> Option<u16> {
     let ok = s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
@@ -970,10 +1123,13 @@ impl Http2 {
         out: &mut dyn FnMut(Part<'_>),
     ) {
         let mut fields = Fields::new(self.limits);
+        let plain = without_huffman(block);
         let decoded = self
             .dir(side)
             .decoder
-            .decode_with_cb(block, |name, value| fields.add(&name, &value));
+            .decode_with_cb(plain.as_deref().unwrap_or(block), |name, value| {
+                fields.add(&name, &value)
+            });
         if let Err(e) = decoded {
             return self.hpack_failed(side, stream, e, out);
         }
@@ -2987,5 +3143,171 @@ mod tests {
     /// side, and a header block per side.
     fn bound(limits: WireLimits) -> usize {
         2 * (FRAME_HEADER_LEN + limits.max_frame_bytes + limits.max_header_bytes)
+    }
+
+    /// The Huffman-coded string literals of a well-formed header block.
+    fn huffman_strings(block: &[u8]) -> usize {
+        let (mut pos, mut count) = (0, 0);
+        while let Some(&first) = block.get(pos) {
+            let (prefix, literal) = match first {
+                f if f & 0x80 != 0 => (7, false),
+                f if f & 0x40 != 0 => (6, true),
+                f if f & 0x20 != 0 => (5, false),
+                _ => (4, true),
+            };
+            let (index, head) = hpack_integer(&block[pos..], prefix).expect("integer");
+            pos += head;
+            let strings = match (literal, index) {
+                (false, _) => 0,
+                (true, 0) => 2,
+                (true, _) => 1,
+            };
+            for _ in 0..strings {
+                let s = hpack_string(&block[pos..]).expect("string");
+                count += usize::from(s.huffman);
+                pos += s.raw.len();
+            }
+        }
+        count
+    }
+
+    /// A hostile block of 43,690 empty Huffman strings: the HPACK decoder used
+    /// to build a Huffman code table for each (a quarter of a second). Now it
+    /// gets a block without a single Huffman string, so it builds none; the
+    /// outcome and the HPACK state are as before.
+    #[test]
+    fn hostile_huffman_block_builds_no_code_table_per_string() {
+        let n = 64 * 1024 / 3;
+        let hostile = [0x00, 0x80, 0x80].repeat(n);
+        assert_eq!(huffman_strings(&hostile), 2 * n);
+        let plain = without_huffman(&hostile).expect("rewritten");
+        assert_eq!(huffman_strings(&plain), 0);
+        assert_eq!(plain, [0x00, 0x00, 0x00].repeat(n));
+
+        let mut c = Conn::new();
+        c.client(&frame(HEADERS, EH | ES, 1, &hostile));
+        let block = encode(&mut c.client_enc, GET);
+        let t = c.client(&frame(HEADERS, EH | ES, 3, &block));
+        assert_eq!(
+            c.take(),
+            [
+                stream_err(
+                    1,
+                    Client,
+                    ErrorKind::Malformed,
+                    "empty field name on stream 1"
+                ),
+                Ev::Head(3, Client, get_head(), t),
+                end(3, Client, t),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_huffman_rewrites_only_huffman_strings() {
+        // No Huffman string: nothing to rewrite.
+        assert_eq!(without_huffman(b"\x82\x86\x84\x41\x03abc"), None);
+        assert_eq!(without_huffman(b""), None);
+        // RFC 7541 C.4.1 against C.3.1: the same request, Huffman-coded or not.
+        let huffman = b"\x82\x86\x84\x41\x8c\xf1\xe3\xc2\xe5\xf2\x3a\x6b\xa0\xab\x90\xf4\xff";
+        let plain = b"\x82\x86\x84\x41\x0fwww.example.com";
+        assert_eq!(without_huffman(huffman).as_deref(), Some(&plain[..]));
+        // A long value gets a multi-byte length; a bad string stops the
+        // rewriting there and the rest is copied as it is.
+        let mut long = vec![0x00, 0x81, 0x07]; // name "0"
+        long.extend([0xff, 33]); // value: Huffman, 127 + 33 bytes
+        long.extend([0x00; 160]); // 256 '0's of 5 bits
+        let bad = [0x00, 0x81, 0xff, 0x81, 0x00]; // a name of 8 padding bits
+        let block = [&long[..], &bad[..]].concat();
+        let mut want = vec![0x00, 0x01, b'0', 0x7f, 0x81, 0x01]; // 127 + 129
+        want.extend([b'0'; 256]);
+        want.extend(bad);
+        assert_eq!(without_huffman(&block), Some(want));
+    }
+
+    type HpackResult = Result<Vec<(Vec<u8>, Vec<u8>)>, DecoderError>;
+    /// One representation: kind, index, name, value, Huffman-coded name, value.
+    type Rep = (u8, usize, Vec<u8>, Vec<u8>, bool, bool);
+
+    /// What a fresh decoder makes of `block`, then of references to the first
+    /// dynamic table entries (its state afterwards).
+    fn hpack_outcome(block: &[u8]) -> Vec<HpackResult> {
+        let mut d = Decoder::new();
+        d.set_max_allowed_table_size(DEFAULT_TABLE_SIZE);
+        let mut out = vec![d.decode(block)];
+        for i in 62..70u8 {
+            out.push(d.decode(&[0x80 | i]));
+        }
+        out
+    }
+
+    /// A header block built from representations of every kind, strings
+    /// Huffman-coded or not.
+    fn hpack_block(reps: &[Rep]) -> Vec<u8> {
+        let string = |out: &mut Vec<u8>, s: &[u8], huffman: bool| {
+            let mut h = Vec::new();
+            let (flag, octets) = if huffman {
+                httlib_huffman::encode(s, &mut h).expect("encodable");
+                (0x80, &h[..])
+            } else {
+                (0, s)
+            };
+            let mut len = encode_integer(octets.len(), 7);
+            len[0] |= flag;
+            out.extend(len);
+            out.extend_from_slice(octets);
+        };
+        let mut out = Vec::new();
+        for (kind, index, name, value, hn, hv) in reps {
+            let (prefix, flag) =
+                [(7, 0x80), (6, 0x40), (5, 0x20), (4, 0x10), (4, 0x00)][usize::from(*kind % 5)];
+            let index = if prefix == 5 { index * 64 } else { *index };
+            let mut head = encode_integer(index, prefix);
+            head[0] |= flag;
+            out.extend(head);
+            if prefix == 6 || prefix == 4 {
+                if index == 0 {
+                    string(&mut out, name, *hn);
+                }
+                string(&mut out, value, *hv);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// The rewriting changes nothing the HPACK decoder sees: fields,
+        /// errors and dynamic table come out the same, for well-formed blocks
+        /// with a byte changed or not, and for arbitrary bytes.
+        #[test]
+        fn huffman_rewriting_does_not_change_hpack_results(
+            reps in prop::collection::vec(
+                (
+                    0u8..5,
+                    prop_oneof![Just(0usize), 0usize..80],
+                    prop::collection::vec(any::<u8>(), 0..20),
+                    prop::collection::vec(any::<u8>(), 0..140),
+                    any::<bool>(),
+                    any::<bool>(),
+                ),
+                0..10,
+            ),
+            flip in prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            noise in prop::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let mut block = hpack_block(&reps);
+            if let Some((at, x)) = flip.filter(|_| !block.is_empty()) {
+                let i = at.index(block.len());
+                block[i] ^= x;
+            }
+            for block in [block, noise] {
+                let plain = without_huffman(&block);
+                if let Some(plain) = &plain {
+                    prop_assert!(plain.len() <= block.len() * 8 / 5 + block.len() / 2 + 1);
+                }
+                let rewritten = plain.as_deref().unwrap_or(&block);
+                prop_assert_eq!(hpack_outcome(rewritten), hpack_outcome(&block));
+            }
+        }
     }
 }
