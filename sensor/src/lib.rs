@@ -1,9 +1,13 @@
 //! Telltale's user-space stages that need neither the kernel nor root: the
-//! protocol decoders ([`decode`]) and the LLM API request model ([`llm`]).
+//! protocol decoders ([`decode`]), the LLM API request model ([`llm`]), the
+//! host's facts ([`facts`]) and detection ([`detect`]).
 //!
 //! The `telltale` binary wires them behind the capture and connection stages; as a
 //! library they are what the fuzz targets and the decode benchmark exercise.
 
+pub mod alert;
 pub mod decode;
+pub mod detect;
+pub mod facts;
 pub mod fuzzing;
 pub mod llm;

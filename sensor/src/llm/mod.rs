@@ -148,7 +148,7 @@ pub struct TextPart {
 }
 
 /// The part a piece of text plays in a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// System prompt or instructions (including OpenAI `developer` messages).
@@ -167,6 +167,9 @@ pub enum Role {
     Metadata,
     /// Any other string the client sent.
     Other,
+    /// An HTTP request header (detection inspects headers like body text; the
+    /// part's path is the header name). Never produced by [`parse_request`].
+    Header,
 }
 
 /// Why a body could not be read. Reasons never quote the body.
