@@ -36,6 +36,10 @@ pub struct Config {
     pub decode: DecodeCfg,
     /// LLM API recognition.
     pub llm: LlmCfg,
+    /// Detection.
+    pub detect: DetectCfg,
+    /// Where the sensor keeps state across restarts.
+    pub state: StateCfg,
     /// Status events.
     pub status: StatusCfg,
 }
@@ -156,6 +160,31 @@ impl DecodeCfg {
 pub struct LlmCfg {
     /// Provider catalogue files whose entries add to and override the embedded one.
     pub catalogs: Vec<PathBuf>,
+}
+
+/// `[detect]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectCfg {
+    /// Rule files over the embedded pack.
+    pub rule_files: Vec<PathBuf>,
+    /// Directories of rule files (`*.yaml`, `*.yml`, in name order).
+    pub rule_dirs: Vec<PathBuf>,
+    /// Repeats of one finding within this many seconds become one aggregate.
+    pub aggregate_window_secs: u64,
+    /// How often host facts are read again (seconds).
+    pub facts_refresh_secs: u64,
+    /// Identifiers remembered across requests and restarts.
+    pub identifier_memory: usize,
+}
+
+/// `[state]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateCfg {
+    /// The state directory (created 0700): the evidence key and the identifier
+    /// memory.
+    pub dir: PathBuf,
 }
 
 /// `[status]`
@@ -301,6 +330,15 @@ impl Config {
                 "decode.max_decompression_ratio",
                 "must be at least 2",
             ));
+        }
+        if self.detect.aggregate_window_secs == 0 {
+            return Err(invalid(
+                "detect.aggregate_window_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.detect.facts_refresh_secs == 0 {
+            return Err(invalid("detect.facts_refresh_secs", "must be at least 1"));
         }
         if d.idle_timeout_secs == 0 {
             return Err(invalid("decode.idle_timeout_secs", "must be at least 1"));

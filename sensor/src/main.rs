@@ -8,6 +8,7 @@ mod capture;
 mod clock;
 mod config;
 mod conn;
+mod detection;
 mod event;
 mod host;
 mod process;

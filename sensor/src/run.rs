@@ -18,16 +18,17 @@ use crate::{
     clock::Clock,
     config::{Config, Emit},
     conn::{ConnKey, Limits, Reassembler, SocketView, TlsMessage, proc_socket_resolver},
+    detection::{Alert, Detection},
     event::{
-        self, ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy, PipelineStats,
-        ProcessOut, Status, TargetStats, TlsData,
+        self, AlertEvent, ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy,
+        PipelineStats, ProcessOut, Status, TargetStats, TlsData,
     },
     host::HostIdentity,
     process::ProcessCache,
     sink::{self, EventSender},
 };
 use telltale::{
-    decode::{ConnView, Decoder, Output},
+    decode::{ConnView, Decoder, Output, Side},
     llm::Catalog,
 };
 
@@ -113,6 +114,9 @@ struct Ctx {
     conns: HashMap<ConnKey, ConnMeta>,
     /// Events built inside the decoder's callback, sent after it returns.
     lines: Vec<Vec<u8>>,
+    /// Detection and alerting.
+    detection: Detection,
+    emit_alerts: bool,
 }
 
 /// A connection's description for decode events, from its latest message.
@@ -188,12 +192,47 @@ impl Ctx {
                 };
                 self.line("decode.error", Clock::unix_now(), body);
             }
-            // Requests go to detection as soon as they are complete; WebSocket
-            // messages too. Detection is the next stage to be wired here.
+            // What the watched process sends goes to detection as soon as the
+            // request is complete, before its response.
+            Output::Request(x) if view.role == Some(Side::Client) => {
+                let now = x
+                    .request
+                    .as_ref()
+                    .map_or_else(Clock::unix_now, |m| self.clock.to_unix_ns(m.end_ns));
+                let context = self.processes.get(key.pid);
+                let comm = context.as_ref().map_or("", |c| c.comm.as_str()).to_owned();
+                let alerts =
+                    self.detection
+                        .inspect(x, &self.catalog, context.as_deref(), *key, &comm, now);
+                for a in alerts {
+                    self.alert(a);
+                }
+            }
             Output::Request(_)
             | Output::WebSocket { .. }
             | Output::Exchange(_)
             | Output::Error(_) => {}
+        }
+    }
+
+    fn alert(&mut self, a: Alert) {
+        if !self.emit_alerts {
+            return;
+        }
+        let body = AlertEvent {
+            process: self.process(a.conn.pid),
+            tls: self.conn_out(&a.conn),
+            request: a.request,
+            alert: a.alert,
+        };
+        self.line("alert", a.time_ns, body);
+    }
+
+    /// Emits the aggregates of windows that ended (all at shutdown).
+    fn close_alert_windows(&mut self, all: bool) {
+        let now = (!all).then(Clock::unix_now);
+        for a in self.detection.close_windows(now) {
+            self.alert(a);
         }
     }
 }
@@ -279,6 +318,7 @@ impl Pipeline {
             pipeline: self.stats,
             processes: self.ctx.processes.stats(),
             decode: self.decoder.stats(),
+            detect: self.ctx.detection.stats,
         };
         self.send("sensor.status", Clock::unix_now(), body).await;
     }
@@ -353,6 +393,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         sink::json_lines(std::io::stdout(), cfg.output.queue, cfg.output.queue_bytes)
             .context("starting the event writer")?;
     let catalog = load_catalog(&cfg)?;
+    let detection = Detection::start(&cfg.detect, &cfg.state.dir).context("starting detection")?;
     let mut p = Pipeline {
         started: Instant::now(),
         emit_data: cfg.output.emit.contains(&Emit::Data),
@@ -373,6 +414,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             catalog,
             conns: HashMap::new(),
             lines: Vec::new(),
+            detection,
+            emit_alerts: cfg.output.emit.contains(&Emit::Alerts),
         },
     };
     let opts = LoadOptions {
@@ -421,6 +464,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut status = interval(status_every);
     status.reset();
     let mut housekeeping = interval(Duration::from_millis(500));
+    let mut facts_refresh = interval(Duration::from_secs(cfg.detect.facts_refresh_secs));
+    facts_refresh.reset();
     // Records below the wakeup threshold are submitted silently; this timer
     // bounds how long they wait.
     let mut poll = interval(Duration::from_millis(cfg.capture.poll_interval_ms));
@@ -455,6 +500,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 p.ctx.clock = Clock::sample();
                 reasm.expire(Clock::mono_now(), |m| msgs.push(m));
                 p.expire_decoded(false).await;
+                p.ctx.close_alert_windows(false);
+                p.flush_lines().await;
+            }
+            _ = facts_refresh.tick() => {
+                p.ctx.detection.refresh_facts();
+                p.ctx.detection.save();
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
@@ -501,6 +552,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     // Requests still waiting for their responses go out as they are.
     p.expire_decoded(true).await;
+    p.ctx.close_alert_windows(true);
+    p.flush_lines().await;
+    p.ctx.detection.save();
     p.status("stopped", &capture, &reasm).await;
     let k = capture.counters();
     let r = reasm.stats();

@@ -245,7 +245,7 @@ fn persistent_identifiers_and_new_fields_need_the_memory() {
     let mut store = ident::IdentStore::in_memory(1000);
     let id = "9f2c4e6a-8b0d-4f3e-a5a7-c9e1b3d5f7a9";
     let parts = [part("$.metadata.user_id", Role::Metadata, id)];
-    let mut seen = |instance: &str, session: &str, build: &str, store: &mut ident::IdentStore| {
+    let seen = |instance: &str, session: &str, build: &str, store: &mut ident::IdentStore| {
         let mut t = Tracking {
             store,
             client: ident::ClientKey {

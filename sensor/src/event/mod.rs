@@ -7,7 +7,9 @@
 
 mod http;
 
-pub use http::{ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy, llm_summary};
+pub use http::{
+    ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy, authority, llm_summary,
+};
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -337,6 +339,21 @@ pub struct Status {
     pub processes: ProcessCacheStats,
     /// Protocol-decode counters.
     pub decode: telltale::decode::DecodeStats,
+    /// Detection counters.
+    pub detect: crate::detection::DetectStats,
+}
+
+/// Body of an `alert` event.
+#[derive(Debug, Serialize)]
+pub struct AlertEvent {
+    /// The process that sent the request.
+    pub process: ProcessOut,
+    /// The connection.
+    pub tls: ConnOut,
+    /// The request.
+    pub request: crate::detection::RequestOut,
+    /// What was found, where, and by which rule.
+    pub alert: crate::detection::AlertOut,
 }
 
 #[cfg(test)]

@@ -1,0 +1,448 @@
+//! The detect and alert stages inside `telltale run`: host facts kept current,
+//! the compiled detector, the identifier memory and the evidence key in the
+//! state directory, and aggregation of repeated findings.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    io::Write as _,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+use telltale::{
+    alert::{Aggregate, Aggregator, Decision},
+    decode::{Exchange, Start},
+    detect::{Detector, FactRef, Finding, Hit, Request, RuleRef, RuleSet, Tracking, ident},
+    facts::{Fact, FactSet, Sources, process_facts},
+    llm::{self, Catalog, Role, TextPart},
+};
+
+use crate::{config::DetectCfg, conn::ConnKey, event::authority, process::ProcessContext};
+
+/// Extra facts learned from processes' own environments, at most.
+const MAX_PROCESS_FACTS: usize = 256;
+/// Processes whose environment was read, remembered at most.
+const MAX_PROCESSES_READ: usize = 65536;
+
+/// The detection state of a running sensor.
+pub struct Detection {
+    rules: RuleSet,
+    facts: FactSet,
+    process_facts: BTreeSet<Fact>,
+    read_pids: HashSet<(u32, u64)>,
+    detector: Detector,
+    key: [u8; 32],
+    store: ident::IdentStore,
+    store_path: Option<PathBuf>,
+    session: String,
+    aggregator: Aggregator<Alert>,
+    /// Requests inspected, findings, alerts emitted.
+    pub stats: DetectStats,
+}
+
+/// Detection counters for `sensor.status`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct DetectStats {
+    /// LLM API requests inspected.
+    pub requests: u64,
+    /// Requests whose body could not be read as their API's request.
+    pub unreadable: u64,
+    /// Findings (before aggregation).
+    pub findings: u64,
+    /// Alerts emitted (first occurrences and aggregates).
+    pub alerts: u64,
+    /// Repeats folded into aggregates.
+    pub suppressed: u64,
+    /// Rules compiled.
+    pub rules: usize,
+    /// Host facts known (host-wide and from process environments).
+    pub facts: usize,
+    /// Needles compiled from facts and literals.
+    pub needles: usize,
+    /// Fact refreshes that changed the set.
+    pub fact_changes: u64,
+}
+
+/// The `alert` object of an alert event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertOut {
+    /// The rule.
+    #[serde(flatten)]
+    pub rule: RuleRef,
+    /// One line: who sent what to whom.
+    pub summary: String,
+    /// Host facts matched (kind and name; never values).
+    pub facts: Vec<FactRef>,
+    /// Where each hit sat and how it was written, with redacted evidence.
+    pub hits: Vec<Hit>,
+    /// Hits in all.
+    pub total_hits: usize,
+    /// Occurrences this alert stands for (1, or the count of an aggregate).
+    pub occurrences: u64,
+    /// For an aggregate: the span of the window's occurrences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowOut>,
+}
+
+/// The span of an aggregate.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowOut {
+    /// First occurrence (RFC 3339).
+    pub first: String,
+    /// Last occurrence (RFC 3339).
+    pub last: String,
+}
+
+/// The request an alert is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestOut {
+    /// Method.
+    pub method: String,
+    /// Destination host (and port).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// Path without the query.
+    pub path: String,
+    /// Provider id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// API shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<llm::Api>,
+    /// Model asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// One alert to emit, before its process and connection context.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// The request.
+    pub request: RequestOut,
+    /// The alert.
+    pub alert: AlertOut,
+    /// Time (Unix ns).
+    pub time_ns: i128,
+    /// The connection it is about (for aggregates emitted later).
+    pub conn: ConnKey,
+}
+
+impl Detection {
+    /// Loads rules, collects facts, opens the state directory.
+    pub fn start(cfg: &DetectCfg, state_dir: &Path) -> anyhow::Result<Self> {
+        let rules = load_rules(cfg)?;
+        let facts = FactSet::new(Sources::host());
+        let key = evidence_key(state_dir);
+        let (store, store_path) = open_store(state_dir, cfg.identifier_memory);
+        let detector = Detector::new(&rules, facts.facts(), key)
+            .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        let mut d = Self {
+            rules,
+            facts,
+            process_facts: BTreeSet::new(),
+            read_pids: HashSet::new(),
+            detector,
+            key,
+            store,
+            store_path,
+            session: uuid::Uuid::now_v7().simple().to_string(),
+            aggregator: Aggregator::new(
+                i128::from(cfg.aggregate_window_secs) * 1_000_000_000,
+                16384,
+            ),
+            stats: DetectStats::default(),
+        };
+        d.update_stats();
+        Ok(d)
+    }
+
+    fn update_stats(&mut self) {
+        self.stats.rules = self.detector.rule_count();
+        self.stats.facts = self.facts.facts().len() + self.process_facts.len();
+        self.stats.needles = self.detector.needle_count();
+        self.stats.suppressed = self.aggregator.suppressed();
+    }
+
+    fn rebuild(&mut self) {
+        let mut all: Vec<Fact> = self.facts.facts().to_vec();
+        all.extend(self.process_facts.iter().cloned());
+        match Detector::new(&self.rules, &all, self.key) {
+            Ok(d) => self.detector = d,
+            Err(e) => {
+                tracing::error!(error = %e, "recompiling the detector failed; keeping the previous one")
+            }
+        }
+        self.update_stats();
+    }
+
+    /// Re-reads the host's facts; recompiles when they changed.
+    pub fn refresh_facts(&mut self) {
+        if self.facts.refresh() {
+            self.stats.fact_changes += 1;
+            tracing::info!(facts = self.facts.facts().len(), "host facts changed");
+            self.rebuild();
+        }
+    }
+
+    /// Learns a process's own proxy and time-zone settings the first time it sends
+    /// a request.
+    fn learn_process(&mut self, ctx: Option<&ProcessContext>, pid: u32) {
+        let start = ctx.map_or(0, |c| c.start_time);
+        if self.read_pids.contains(&(pid, start)) {
+            return;
+        }
+        if self.read_pids.len() >= MAX_PROCESSES_READ {
+            self.read_pids.clear();
+        }
+        self.read_pids.insert((pid, start));
+        let host: HashSet<(telltale::facts::FactKind, &str)> = self
+            .facts
+            .facts()
+            .iter()
+            .map(|f| (f.kind, f.value.as_str()))
+            .collect();
+        let new: Vec<Fact> = process_facts(Path::new("/"), pid)
+            .into_iter()
+            .filter(|f| !host.contains(&(f.kind, f.value.as_str())))
+            .filter(|f| {
+                !self
+                    .process_facts
+                    .iter()
+                    .any(|p| p.kind == f.kind && p.value == f.value)
+            })
+            .collect();
+        if !new.is_empty() && self.process_facts.len() + new.len() <= MAX_PROCESS_FACTS {
+            self.process_facts.extend(new);
+            self.rebuild();
+        }
+    }
+
+    /// Inspects a request the watched process sent; returns the alerts to emit now.
+    pub fn inspect(
+        &mut self,
+        x: &Exchange,
+        catalog: &Catalog,
+        ctx: Option<&ProcessContext>,
+        conn: ConnKey,
+        comm: &str,
+        time_ns: i128,
+    ) -> Vec<Alert> {
+        let pid = conn.pid;
+        let Some(req) = x.request.as_ref() else {
+            return Vec::new();
+        };
+        let Start::Request { method, target, .. } = &req.head.start else {
+            return Vec::new();
+        };
+        let Some(endpoint) = catalog.recognise(method, authority(&req.head), target) else {
+            return Vec::new();
+        };
+        self.stats.requests += 1;
+        let (mut parts, model) = match llm::parse_request(&endpoint, req.body.content()) {
+            Ok(r) => (r.parts, r.model),
+            Err(_) => {
+                self.stats.unreadable += 1;
+                (Vec::new(), endpoint.model_from_path.clone())
+            }
+        };
+        parts.extend(req.head.headers.iter().map(|h| TextPart {
+            path: format!("header:{}", h.name),
+            role: Role::Header,
+            text: String::from_utf8_lossy(&h.value).into_owned(),
+        }));
+        self.learn_process(ctx, pid);
+        let path = target.split('?').next().unwrap_or(target);
+        let dest = authority(&req.head).map(str::to_owned);
+        let exe = ctx.and_then(|c| c.exe.clone());
+        let request = Request {
+            provider: Some(&endpoint.provider),
+            api: Some(endpoint.api),
+            authority: dest.as_deref(),
+            method,
+            path,
+            exe: exe.as_deref(),
+            comm,
+            parts: &parts,
+        };
+        let mut tracking = Tracking {
+            store: &mut self.store,
+            client: ident::ClientKey {
+                exe: exe.clone().unwrap_or_else(|| comm.to_owned()),
+                build: ctx
+                    .and_then(|c| c.exe_build_id.clone().or_else(|| c.exe_sha256.clone()))
+                    .unwrap_or_default(),
+            },
+            instance: format!("{pid}@{}", ctx.map_or(0, |c| c.start_time)),
+            session: self.session.clone(),
+            now_unix: (time_ns / 1_000_000_000) as i64,
+        };
+        let findings = self.detector.inspect(&request, Some(&mut tracking));
+        self.stats.findings += findings.len() as u64;
+        let request_out = RequestOut {
+            method: method.clone(),
+            authority: dest.clone(),
+            path: path.to_owned(),
+            provider: Some(endpoint.provider.clone()),
+            api: Some(endpoint.api),
+            model,
+        };
+        let mut out = Vec::new();
+        let mut closed = Vec::new();
+        for f in findings {
+            let key = format!(
+                "{}|{}|{}",
+                f.signature(),
+                exe.as_deref().unwrap_or(comm),
+                dest.as_deref().unwrap_or("")
+            );
+            let alert = Alert {
+                request: request_out.clone(),
+                alert: alert_out(&f, comm, dest.as_deref()),
+                time_ns,
+                conn,
+            };
+            if self
+                .aggregator
+                .observe(&key, time_ns, alert.clone(), &mut closed)
+                == Decision::Emit
+            {
+                out.push(alert);
+            }
+        }
+        // Windows closed early to make room still report their repeats.
+        out.extend(closed.into_iter().map(aggregate));
+        self.stats.alerts += out.len() as u64;
+        self.update_stats();
+        out
+    }
+
+    /// Aggregate alerts of the windows that ended (all of them at shutdown).
+    pub fn close_windows(&mut self, now_ns: Option<i128>) -> Vec<Alert> {
+        let done: Vec<Alert> = self
+            .aggregator
+            .close(now_ns)
+            .into_iter()
+            .map(aggregate)
+            .collect();
+        self.stats.alerts += done.len() as u64;
+        self.update_stats();
+        done
+    }
+
+    /// Writes the identifier memory when it changed.
+    pub fn save(&mut self) {
+        if self.store_path.is_some()
+            && self.store.dirty()
+            && let Err(e) = self.store.flush()
+        {
+            tracing::warn!(error = %e, "cannot save the identifier memory");
+        }
+    }
+}
+
+/// The alert that stands for a window's repeats: the last occurrence, with the
+/// count and the span.
+fn aggregate(a: Aggregate<Alert>) -> Alert {
+    let mut alert = a.last;
+    alert.alert.occurrences = a.count;
+    alert.alert.window = Some(WindowOut {
+        first: crate::event::rfc3339(a.first_ns),
+        last: crate::event::rfc3339(a.last_ns),
+    });
+    alert.time_ns = a.last_ns;
+    alert
+}
+
+fn alert_out(f: &Finding, comm: &str, dest: Option<&str>) -> AlertOut {
+    let mut what: Vec<&str> = f.facts.iter().map(|x| x.kind.as_str()).collect();
+    what.dedup();
+    let what = if what.is_empty() {
+        format!("{} identifier or pattern hit(s)", f.total_hits)
+    } else {
+        what.join(", ")
+    };
+    AlertOut {
+        rule: f.rule.clone(),
+        summary: format!(
+            "{comm} sent {what} to {}: {}",
+            dest.unwrap_or("an AI service"),
+            f.rule.title
+        ),
+        facts: f.facts.clone(),
+        hits: f.hits.clone(),
+        total_hits: f.total_hits,
+        occurrences: 1,
+        window: None,
+    }
+}
+
+/// The embedded rules with the operator's files and directories over them.
+pub fn load_rules(cfg: &DetectCfg) -> anyhow::Result<RuleSet> {
+    let mut rules = RuleSet::embedded()?;
+    for f in &cfg.rule_files {
+        rules.add_file(f)?;
+    }
+    for d in &cfg.rule_dirs {
+        rules.add_dir(d)?;
+    }
+    Ok(rules)
+}
+
+/// The key of evidence hashes: `evidence.key` in the state directory, created
+/// (0600) on first start so hashes stay comparable across restarts. Without a
+/// usable state directory a per-run key is used, and said so.
+fn evidence_key(dir: &Path) -> [u8; 32] {
+    let path = dir.join("evidence.key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return key;
+    }
+    let mut key = [0u8; 32];
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key));
+    if random.is_err() {
+        // Never hash with a predictable key: fall back to the clock and pid mix.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        key[..seed.len().min(32)].copy_from_slice(&seed.as_bytes()[..seed.len().min(32)]);
+    }
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+        })
+        .and_then(|mut f| f.write_all(&key));
+    if let Err(e) = written {
+        tracing::warn!(
+            path = %path.display(),
+            error = %e,
+            "cannot store the evidence key; evidence hashes will differ after a restart"
+        );
+    }
+    key
+}
+
+fn open_store(dir: &Path, max: usize) -> (ident::IdentStore, Option<PathBuf>) {
+    let path = dir.join("identifiers.json");
+    if std::fs::create_dir_all(dir).is_err() {
+        tracing::warn!(dir = %dir.display(), "no state directory: identifiers are remembered until the sensor stops");
+        return (ident::IdentStore::in_memory(max), None);
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    match ident::IdentStore::open(&path, max) {
+        Ok(s) => (s, Some(path)),
+        Err(e) => {
+            let aside = path.with_extension("json.corrupt");
+            let _ = std::fs::rename(&path, &aside);
+            tracing::warn!(error = %e, moved_to = %aside.display(), "the identifier memory was unreadable; starting empty");
+            match ident::IdentStore::open(&path, max) {
+                Ok(s) => (s, Some(path)),
+                Err(_) => (ident::IdentStore::in_memory(max), None),
+            }
+        }
+    }
+}
