@@ -68,6 +68,34 @@ pub fn sensor_bin() -> PathBuf {
         .expect("no telltale binary: run `./x test`, or set TELLTALE_BIN")
 }
 
+/// The python of the virtualenv `./x setup` makes in `.tools/pyenv`, with the
+/// official LLM SDKs (`anthropic`) installed, when it is there.
+pub fn python_with_sdks() -> Option<PathBuf> {
+    let python = workspace_root().join(".tools/pyenv/bin/python");
+    python.is_file().then_some(python)
+}
+
+/// [`python_with_sdks`] for test `test`: when the virtualenv is missing, prints
+/// one line saying why `test` skips and returns `None`; under CI (`CI` set, as
+/// `.ci/run` does) a missing virtualenv is a failure instead, since setup makes it.
+pub fn python_with_sdks_or_skip(test: &str) -> Option<PathBuf> {
+    if let Some(python) = python_with_sdks() {
+        return Some(python);
+    }
+    let missing = workspace_root().join(".tools/pyenv/bin/python");
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!(
+            "{test}: {} is missing under CI; `./x setup` installs it",
+            missing.display()
+        );
+    }
+    eprintln!(
+        "skipping {test}: no Python SDK virtualenv ({} is missing; run `./x setup`)",
+        missing.display()
+    );
+    None
+}
+
 /// A finished client process.
 #[derive(Debug)]
 pub struct ClientRun {

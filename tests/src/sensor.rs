@@ -43,6 +43,12 @@ impl Sensor {
     /// Starts `telltale [--config C] run --status-interval 0 <args>` and waits
     /// until its probes are attached.
     pub fn spawn(args: &[&str], config: Option<&Path>) -> Self {
+        Self::spawn_with_env(args, config, &[])
+    }
+
+    /// Like [`Sensor::spawn`], with `env` added to the sensor's environment (it
+    /// reads host facts such as `TZ` and `https_proxy` from its own environment).
+    pub fn spawn_with_env(args: &[&str], config: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(crate::sensor_bin());
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
@@ -50,6 +56,7 @@ impl Sensor {
         cmd.args(["run", "--status-interval", "0"])
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

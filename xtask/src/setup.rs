@@ -1,5 +1,5 @@
-//! `setup`: bpf-linker in .tools, Debian packages, tracefs. Idempotent; each step
-//! prints one line.
+//! `setup`: bpf-linker in .tools, Debian packages, the Python SDK virtualenv in
+//! .tools/pyenv, tracefs. Idempotent; each step prints one line.
 
 use std::{
     path::{Path, PathBuf},
@@ -25,6 +25,8 @@ const PACKAGES: &[&str] = &[
     "python3",
     "python3-requests",
     "python3-httpx",
+    // `python3 -m venv` (with pip) for .tools/pyenv.
+    "python3-venv",
     "iproute2",
     "procps",
     "wrk",
@@ -42,8 +44,10 @@ pub fn setup(repo: &Repo, apt: bool) -> Result<()> {
     bpf_linker(repo).context("setup: bpf-linker")?;
     if apt {
         packages().context("setup: Debian packages")?;
+        python_sdks(repo).context("setup: Python SDK virtualenv")?;
     } else {
         println!("packages: skipped");
+        println!("python sdks: skipped");
     }
     tracefs();
     Ok(())
@@ -268,6 +272,110 @@ fn missing_packages<'a>(dpkg_query: &Path, wanted: &[&'a str]) -> Result<Vec<&'a
         .copied()
         .filter(|p| !installed.contains(p))
         .collect())
+}
+
+// ---------------------------------------------------------------------------
+// Python SDKs
+
+/// The official Anthropic Python SDK the integration tests drive (pinned: its
+/// request shapes are what the detection tests assert on).
+pub const ANTHROPIC_SDK_VERSION: &str = "2.14.0";
+
+fn pyenv_stamp_text() -> String {
+    format!("anthropic = \"{ANTHROPIC_SDK_VERSION}\"\n")
+}
+
+/// `anthropic.__version__` as the venv's python reports it.
+fn sdk_version(python: &Path) -> Option<String> {
+    let out = cmd::output(
+        Command::new(python).args(["-c", "import anthropic; print(anthropic.__version__)"]),
+    )
+    .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A virtualenv at .tools/pyenv with the official `anthropic` SDK at
+/// [`ANTHROPIC_SDK_VERSION`], for tests that send real SDK traffic.
+fn python_sdks(repo: &Repo) -> Result<()> {
+    let tools = repo.root.join(".tools");
+    let venv = tools.join("pyenv");
+    let python = venv.join("bin").join("python");
+    let stamp = tools.join("pyenv.stamp");
+    let want = pyenv_stamp_text();
+
+    let have = if python.is_file() {
+        sdk_version(&python)
+    } else {
+        None
+    };
+    if have.as_deref() == Some(ANTHROPIC_SDK_VERSION)
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want)
+    {
+        println!("python sdks: ok (cached, anthropic {ANTHROPIC_SDK_VERSION})");
+        return Ok(());
+    }
+
+    // Debian's python3 (python3-venv), not whatever a version manager put first
+    // on PATH.
+    let debian = Path::new("/usr/bin/python3");
+    let base = if debian.is_file() {
+        debian.to_path_buf()
+    } else {
+        which("python3").ok_or_else(|| anyhow!("no python3 (the python3 package installs it)"))?
+    };
+    let pip_ok = python.is_file()
+        && cmd::output(Command::new(&python).args(["-m", "pip", "--version"]))
+            .is_ok_and(|o| o.status.success());
+    if !pip_ok {
+        println!("python sdks: creating {}", venv.display());
+        std::fs::create_dir_all(&tools).with_context(|| format!("creating {}", tools.display()))?;
+        cmd::run(
+            Command::new(&base)
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+        )
+        .with_context(|| {
+            format!(
+                "is python3-venv installed for {}? (./x setup installs it)",
+                base.display()
+            )
+        })?;
+    }
+    println!(
+        "python sdks: installing anthropic=={ANTHROPIC_SDK_VERSION} (found {})...",
+        have.as_deref().unwrap_or("none")
+    );
+    cmd::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg(format!("anthropic=={ANTHROPIC_SDK_VERSION}")),
+    )
+    .with_context(|| {
+        format!(
+            "pip could not install anthropic=={ANTHROPIC_SDK_VERSION} into {}; \
+             this step needs the Python package index (is the network up?)",
+            venv.display()
+        )
+    })?;
+    let got = sdk_version(&python);
+    if got.as_deref() != Some(ANTHROPIC_SDK_VERSION) {
+        bail!(
+            "after pip install, {} reports anthropic {} instead of {ANTHROPIC_SDK_VERSION}",
+            python.display(),
+            got.as_deref().unwrap_or("(import fails)")
+        );
+    }
+    write_stamp(&stamp, &want)?;
+    println!("python sdks: ok (installed anthropic {ANTHROPIC_SDK_VERSION})");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
