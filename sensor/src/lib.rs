@@ -11,3 +11,4 @@ pub mod detect;
 pub mod facts;
 pub mod fuzzing;
 pub mod llm;
+pub mod scan;

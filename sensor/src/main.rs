@@ -15,7 +15,7 @@ mod process;
 mod run;
 mod sink;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -62,6 +62,49 @@ enum Command {
     /// The LLM API provider catalogue.
     #[command(subcommand)]
     Llm(LlmCommand),
+    /// Detection rules: check files, run their examples, list them.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Print the host facts detection looks for (kind, source, strength, value).
+    Facts {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run detection offline over recorded traffic (no root needed).
+    ///
+    /// FILEs are request bodies (JSON), JSON lines of the sensor's tls.data or
+    /// http events, or JSON lines of request records ({"body", "api",
+    /// "authority", "path", "headers"}). Prints one JSON line per request with
+    /// findings (all requests with --all) and a summary on stderr.
+    Scan {
+        /// Files to scan.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Match the fixed example host's facts instead of this host's.
+        #[arg(long)]
+        example_host: bool,
+        /// Print every request, also those without findings.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Validate rule files (without the embedded pack); errors name file and line.
+    Check {
+        /// Rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run the examples of the rules in effect (embedded, configured, and FILEs).
+    Test {
+        /// More rule files.
+        files: Vec<PathBuf>,
+    },
+    /// List the rules in effect and where each comes from.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +159,29 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Targets { json } => run::print_targets(&cfg, json),
+        Command::Rules(cmd) => rules_command(&cfg, cmd),
+        Command::Facts { json } => {
+            let facts = telltale::facts::collect(&telltale::facts::Sources::host());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&facts)?);
+            } else {
+                for f in &facts {
+                    println!(
+                        "{:<15} {:<7} {:<40} {}",
+                        f.kind.as_str(),
+                        format!("{:?}", f.strength).to_lowercase(),
+                        f.name,
+                        f.value
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Scan {
+            files,
+            example_host,
+            all,
+        } => scan_command(&cfg, &files, example_host, all),
         Command::Llm(LlmCommand::Catalog) => {
             print!("{}", telltale::llm::EMBEDDED_CATALOG);
             Ok(())
@@ -164,6 +230,112 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(run::run(cfg))
         }
     }
+}
+
+fn rules_command(cfg: &Config, cmd: RulesCommand) -> anyhow::Result<()> {
+    match cmd {
+        RulesCommand::Check { files } => {
+            for f in &files {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                let rules = telltale::detect::check_text(&text, &f.display().to_string())?;
+                println!("{}: {} rules ok", f.display(), rules.len());
+            }
+            Ok(())
+        }
+        RulesCommand::Test { files } => {
+            let mut set = detection::load_rules(&cfg.detect)?;
+            for f in &files {
+                set.add_file(f)?;
+            }
+            let results = telltale::detect::test_examples(&set);
+            let failed = results.iter().filter(|r| !r.passed).count();
+            for r in &results {
+                match &r.problem {
+                    None => println!("ok    {} example {} {}", r.rule, r.index, r.description),
+                    Some(p) => println!(
+                        "FAIL  {} example {} {}: {p}",
+                        r.rule, r.index, r.description
+                    ),
+                }
+            }
+            println!("{} examples, {failed} failed", results.len());
+            anyhow::ensure!(failed == 0, "{failed} rule examples failed");
+            Ok(())
+        }
+        RulesCommand::List => {
+            let set = detection::load_rules(&cfg.detect)?;
+            for (r, origin) in set.rules() {
+                println!(
+                    "{:<10} v{:<3} {:<8} {:<9} {}  [{}] ({origin})",
+                    r.id,
+                    r.version,
+                    format!("{:?}", r.severity).to_lowercase(),
+                    if r.enabled { "enabled" } else { "disabled" },
+                    r.title,
+                    r.attack.join(",")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn scan_command(
+    cfg: &Config,
+    files: &[PathBuf],
+    example_host: bool,
+    all: bool,
+) -> anyhow::Result<()> {
+    let rules = detection::load_rules(&cfg.detect)?;
+    let facts = if example_host {
+        telltale::detect::example_facts()
+    } else {
+        telltale::facts::collect(&telltale::facts::Sources::host())
+    };
+    // Offline hashes need no stable key: they are compared within one report.
+    let key = [0u8; 32];
+    let detector = telltale::detect::Detector::new(&rules, &facts, key)
+        .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+    let catalog = run::load_catalog(cfg)?;
+    let scanner = telltale::scan::Scanner::new(&detector, &catalog);
+    let mut total = telltale::scan::ScanStats::default();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let mut write_err = None;
+        let st = scanner.scan_text(&text, &f.display().to_string(), &mut |s| {
+            if (all || !s.findings.is_empty()) && write_err.is_none() {
+                let line = serde_json::to_string(&s).unwrap_or_default();
+                if let Err(e) = writeln!(out, "{line}") {
+                    write_err = Some(e);
+                }
+            }
+        });
+        if let Some(e) = write_err {
+            return Err(e).context("writing results");
+        }
+        if st.requests == 0 {
+            eprintln!(
+                "telltale scan: {}: no requests found ({} lines skipped, {} not JSON)",
+                f.display(),
+                st.skipped,
+                st.bad_lines
+            );
+        }
+        total.requests += st.requests;
+        total.alerted += st.alerted;
+        total.skipped += st.skipped;
+        total.bad_lines += st.bad_lines;
+    }
+    out.flush()?;
+    eprintln!(
+        "telltale scan: {} requests, {} with findings, {} records skipped, {} lines not JSON",
+        total.requests, total.alerted, total.skipped, total.bad_lines
+    );
+    Ok(())
 }
 
 fn init_logging(level: &str) {

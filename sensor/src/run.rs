@@ -510,18 +510,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
+        // New programs first: a short-lived process may be gone by the time the
+        // batch's messages are decoded and inspected, so read its context now.
+        for l in &lifecycle {
+            if let Lifecycle::Exec(pid) = *l {
+                p.ctx.processes.exec(pid);
+                let _ = p.ctx.processes.get(pid);
+                capture.exec(pid);
+            }
+        }
         for m in msgs.drain(..) {
             p.message(&capture, m).await;
         }
+        // Ends after the messages they follow.
         for l in lifecycle.drain(..) {
             match l {
-                Lifecycle::Exec(pid) => {
-                    // Read the new program's context now: a short-lived process
-                    // may be gone by the time its TLS messages are handled.
-                    p.ctx.processes.exec(pid);
-                    let _ = p.ctx.processes.get(pid);
-                    capture.exec(pid);
-                }
+                Lifecycle::Exec(_) => {}
                 Lifecycle::Closed(key) => p.conn_ended(key).await,
                 Lifecycle::Exit(pid) => p.ctx.processes.exit(pid),
             }

@@ -155,6 +155,17 @@ fn json_escapes(v: &str) -> Vec<String> {
         out.push(basic.replace('/', "\\u002f"));
         out.push(basic.replace('/', "\\u002F"));
     }
+    // JSON inside a string inside a string (a stringified context blob that was
+    // stringified again) escapes every escape once more.
+    let once: Vec<String> = out.clone();
+    for e in once {
+        let twice = serde_json::to_string(&e).unwrap_or_default();
+        if let Some(t) = twice.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            out.push(t.to_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
     out
 }
 

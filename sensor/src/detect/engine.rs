@@ -737,12 +737,27 @@ fn automaton(
     }))
 }
 
-/// Whether `text[start..end]` neither continues nor is continued by a word
-/// character.
+/// Whether the match `text[start..end]` neither continues nor is continued by a
+/// word. Only an edge that is itself a word character needs a boundary (`/home`
+/// may follow `file:`), and an escape just before (`%2F`, `\n`) is one.
 fn bounded(text: &str, start: usize, end: usize) -> bool {
     let word = |c: char| c.is_alphanumeric() || c == '_';
-    let before = text[..start].chars().next_back().is_none_or(|c| !word(c));
-    let after = text[end..].chars().next().is_none_or(|c| !word(c));
+    let matched = &text[start..end];
+    let head = &text.as_bytes()[..start];
+    let escaped = (head.len() >= 3
+        && head[head.len() - 3] == b'%'
+        && head[head.len() - 2].is_ascii_hexdigit()
+        && head[head.len() - 1].is_ascii_hexdigit())
+        || (head.len() >= 2
+            && head[head.len() - 2] == b'\\'
+            && head[head.len() - 1].is_ascii_alphabetic());
+    let before = escaped
+        || !matched.chars().next().is_some_and(word)
+        || text[..start].chars().next_back().is_none_or(|c| !word(c));
+    let after = !matched.chars().next_back().is_some_and(word)
+        || text[end..].chars().next().is_none_or(|c| !word(c))
+        || text[end..].starts_with("%2")
+        || text[end..].starts_with("%3");
     before && after
 }
 
