@@ -352,21 +352,22 @@ fn note_foreign_load(seen: &mut Vec<String>) {
     }
 }
 
-/// Entry point of `./x bench decode`: the decode stage's throughput on one core.
-pub fn decode(repo: &Repo, quick: bool) -> Result<()> {
+/// Entry point of `./x bench decode` and `./x bench detect`: a library
+/// benchmark (sensor/benches/NAME.rs) on one core, without root or BPF.
+pub fn library(repo: &Repo, name: &str, quick: bool) -> Result<()> {
     let mut run = repo.cargo([
         "bench",
         "-p",
         "telltale",
         "--no-default-features",
         "--bench",
-        "decode",
+        name,
         "--",
     ])?;
     if quick {
         run.arg("--quick");
     }
-    let out = cmd::stdout(&mut run).context("running the decode benchmark")?;
+    let out = cmd::stdout(&mut run).with_context(|| format!("running the {name} benchmark"))?;
     println!("{}", out.trim_end());
     let m = machine::Machine::probe(&repo.root);
     let (date, _) = machine::utc_now();
@@ -374,9 +375,9 @@ pub fn decode(repo: &Repo, quick: bool) -> Result<()> {
         .root
         .join("bench")
         .join("results")
-        .join("decode-latest.txt");
+        .join(format!("{name}-latest.txt"));
     let text = format!(
-        "# ./x bench decode{} — {date}, commit {}, {} ({} cores), kernel {}\n{}\n",
+        "# ./x bench {name}{} — {date}, commit {}, {} ({} cores), kernel {}\n{}\n",
         if quick { " --quick" } else { "" },
         m.commit,
         m.cpu_model,

@@ -80,11 +80,14 @@ enum Task {
     /// root; about 11 minutes (`--quick`: about 3).
     ///
     /// `./x bench decode` instead measures the decode stage alone (HTTP/1.1 and
-    /// HTTP/2 throughput on one core against a copy of the same bytes), without
-    /// root or BPF, and writes bench/results/decode-latest.txt.
+    /// HTTP/2 throughput on one core against a copy of the same bytes), and
+    /// `./x bench detect` detection (recall and false positives over the
+    /// labelled corpus, matcher throughput against a memmem scan, with 1×, 4×
+    /// and 16× the facts), without root or BPF; they write
+    /// bench/results/{decode,detect}-latest.txt.
     Bench {
-        /// `sensor` (default: the capture benchmark above) or `decode`.
-        #[arg(default_value = "sensor", value_parser = ["sensor", "decode"])]
+        /// `sensor` (default: the capture benchmark above), `decode` or `detect`.
+        #[arg(default_value = "sensor", value_parser = ["sensor", "decode", "detect"])]
         suite: String,
         /// Fewer and shorter rounds, for a smoke test.
         #[arg(long)]
@@ -196,7 +199,7 @@ fn dispatch(repo: &Repo, task: Task) -> Result<()> {
         }
         Task::Run { debug, args } => run(repo, !debug, &args),
         Task::Test { args } => test(repo, &args),
-        Task::Bench { suite, quick } if suite == "decode" => bench::decode(repo, quick),
+        Task::Bench { suite, quick } if suite != "sensor" => bench::library(repo, &suite, quick),
         Task::Bench { quick, .. } => bench::bench(repo, quick),
         Task::Fuzz { targets, seconds } => {
             setup::setup(repo, false)?;

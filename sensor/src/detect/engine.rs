@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use hmac::{Hmac, KeyInit, Mac};
 use regex_automata::meta::Regex;
 use serde::Serialize;
@@ -204,12 +204,17 @@ struct PatternInfo {
     source: Source,
     encoding: Encoding,
     word_bounded: bool,
+    fold_case: bool,
 }
 
 struct Automaton {
     ac: AhoCorasick,
     info: Vec<PatternInfo>,
     needles: Vec<String>,
+    /// Per needle: other facts whose raw value it contains, with their offset.
+    /// Leftmost-first reports one needle per position (`/home/alice`), so the
+    /// facts inside it (`alice`) are reported through this.
+    implied: Vec<Vec<(usize, usize, usize)>>,
 }
 
 struct CompiledScope {
@@ -293,8 +298,9 @@ struct CompiledRule {
 pub struct Detector {
     facts: Vec<Fact>,
     rules: Vec<CompiledRule>,
-    exact: Option<Automaton>,
-    folded: Option<Automaton>,
+    /// Every needle, matched ignoring ASCII case; needles that must match
+    /// exactly are checked after a match (one pass over the text, not two).
+    automaton: Option<Automaton>,
     regex: Option<(Regex, Vec<(usize, usize)>)>,
     key: [u8; 32],
     wants_idents: bool,
@@ -322,6 +328,7 @@ impl Detector {
                     source: Source::Fact(i),
                     encoding: n.encoding,
                     word_bounded: n.word_bounded,
+                    fold_case: n.fold_case,
                 };
                 if n.fold_case {
                     folded.push((n.text, info));
@@ -342,6 +349,7 @@ impl Detector {
                     },
                     encoding: Encoding::Raw,
                     word_bounded: false,
+                    fold_case: r.detect.case_insensitive,
                 };
                 if r.detect.case_insensitive {
                     folded.push((lit.clone(), info));
@@ -386,11 +394,11 @@ impl Detector {
             Some((re, regex_ids))
         };
         let wants_idents = compiled.iter().any(|r| !r.idents.is_empty());
+        let automaton = automaton(exact, folded, &facts)?;
         Ok(Self {
             facts,
             rules: compiled,
-            exact: automaton(exact, false)?,
-            folded: automaton(folded, true)?,
+            automaton,
             regex,
             key,
             wants_idents,
@@ -404,8 +412,7 @@ impl Detector {
 
     /// Needles in the automata (for the status and the benchmark).
     pub fn needle_count(&self) -> usize {
-        self.exact.as_ref().map_or(0, |a| a.needles.len())
-            + self.folded.as_ref().map_or(0, |a| a.needles.len())
+        self.automaton.as_ref().map_or(0, |a| a.needles.len())
     }
 
     /// Inspects a request; `tracking` enables the identifier memory.
@@ -436,16 +443,17 @@ impl Detector {
     }
 
     fn scan_part(&self, part: usize, text: &str, raw: &mut Vec<RawHit>) {
-        for a in [&self.exact, &self.folded].into_iter().flatten() {
+        if let Some(a) = &self.automaton {
             for m in a.ac.find_iter(text) {
                 let info = a.info[m.pattern().as_usize()];
-                if info.word_bounded && !bounded(text, m.start(), m.end()) {
+                let matched = &text[m.start()..m.end()];
+                let needle = &a.needles[m.pattern().as_usize()];
+                if (!info.fold_case && matched != needle)
+                    || (info.word_bounded && !bounded(text, m.start(), m.end()))
+                {
                     continue;
                 }
-                let matched = &text[m.start()..m.end()];
-                let encoding = if info.encoding == Encoding::Raw
-                    && matched != a.needles[m.pattern().as_usize()]
-                {
+                let encoding = if info.encoding == Encoding::Raw && matched != needle {
                     Encoding::CaseFolded
                 } else {
                     info.encoding
@@ -459,6 +467,14 @@ impl Detector {
                         Source::Literal { rule, index } => What::Literal(rule, index),
                     },
                 });
+                for &(fact, at, len) in &a.implied[m.pattern().as_usize()] {
+                    raw.push(RawHit {
+                        part,
+                        start: m.start() + at,
+                        end: m.start() + at + len,
+                        what: What::Fact(fact, encoding),
+                    });
+                }
             }
         }
         if let Some((re, ids)) = &self.regex {
@@ -489,9 +505,14 @@ impl Detector {
             .filter(|r| !r.idents.is_empty())
             .collect();
         let destination = req.authority.unwrap_or("");
+        // Only rules about tokens need the parts scanned for them.
+        let token_rules: Vec<&&CompiledRule> = ident_rules
+            .iter()
+            .filter(|r| r.idents.iter().any(|k| *k != IdentifierKind::NewField))
+            .collect();
         let mut found = Vec::new();
         for (pi, part) in req.parts.iter().enumerate() {
-            if !ident_rules.iter().any(|r| r.scope.part(part)) {
+            if !token_rules.iter().any(|r| r.scope.part(part)) {
                 continue;
             }
             found.clear();
@@ -714,27 +735,68 @@ struct RawHit {
 }
 
 fn automaton(
-    mut pats: Vec<(String, PatternInfo)>,
-    fold: bool,
+    exact: Vec<(String, PatternInfo)>,
+    folded: Vec<(String, PatternInfo)>,
+    facts: &[Fact],
 ) -> Result<Option<Automaton>, String> {
+    let mut pats: Vec<(String, PatternInfo)> = folded.into_iter().chain(exact).collect();
     if pats.is_empty() {
         return Ok(None);
     }
     // Longest first: at one position, leftmost-first then reports the longest
-    // needle (an FQDN rather than the host name it starts with).
-    pats.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-    pats.dedup_by(|a, b| a.0 == b.0);
+    // needle (an FQDN rather than the host name it starts with). Of needles equal
+    // but for case, one entry is kept, a case-insensitive one when there is one.
+    pats.sort_by(|a, b| {
+        b.0.len()
+            .cmp(&a.0.len())
+            .then_with(|| a.0.to_ascii_lowercase().cmp(&b.0.to_ascii_lowercase()))
+            .then_with(|| b.1.fold_case.cmp(&a.1.fold_case))
+    });
+    pats.dedup_by(|later, kept| {
+        later.0.eq_ignore_ascii_case(&kept.0) && (kept.1.fold_case || later.0 == kept.0)
+    });
     let needles: Vec<String> = pats.iter().map(|(t, _)| t.clone()).collect();
     let ac = AhoCorasickBuilder::new()
         .match_kind(MatchKind::LeftmostFirst)
-        .ascii_case_insensitive(fold)
+        .ascii_case_insensitive(true)
+        // A DFA is the fastest per byte; a few thousand needles keep it small.
+        .kind(Some(AhoCorasickKind::DFA))
         .build(&needles)
         .map_err(|e| format!("compiling patterns: {e}"))?;
+    let implied = pats
+        .iter()
+        .map(|(needle, info)| match (info.source, info.encoding) {
+            (Source::Fact(own), Encoding::Raw) => contained(needle, own, facts),
+            _ => Vec::new(),
+        })
+        .collect();
     Ok(Some(Automaton {
         ac,
         info: pats.into_iter().map(|(_, i)| i).collect(),
         needles,
+        implied,
     }))
+}
+
+/// Facts other than `own` whose value sits, as a word, inside `needle`:
+/// (fact, offset, length).
+fn contained(needle: &str, own: usize, facts: &[Fact]) -> Vec<(usize, usize, usize)> {
+    let hay = needle.to_ascii_lowercase();
+    let mut out = Vec::new();
+    for (i, f) in facts.iter().enumerate() {
+        let v = f.value.to_ascii_lowercase();
+        if i == own || v.len() < super::encode::MIN_VALUE_LEN || v.len() >= hay.len() {
+            continue;
+        }
+        if let Some(at) = hay
+            .match_indices(&v)
+            .map(|(at, _)| at)
+            .find(|&at| bounded(&hay, at, at + v.len()))
+        {
+            out.push((i, at, v.len()));
+        }
+    }
+    out
 }
 
 /// Whether the match `text[start..end]` neither continues nor is continued by a
