@@ -7,6 +7,8 @@
 
 pub mod alert;
 pub mod decode;
+#[cfg(feature = "sinks")]
+pub mod deliver;
 pub mod detect;
 pub mod facts;
 pub mod fuzzing;
