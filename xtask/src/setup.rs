@@ -36,6 +36,12 @@ const PACKAGES: &[&str] = &[
     "libc6-dev",
     "libssl-dev",
     "util-linux",
+    // Event sinks' integration tests run against the real servers.
+    "rsyslog",
+    "nats-server",
+    // rdkafka builds librdkafka with cmake.
+    "cmake",
+    "zlib1g-dev",
 ];
 
 const TRACE_PIPE: &str = "/sys/kernel/tracing/trace_pipe";
