@@ -40,6 +40,9 @@ pub struct Config {
     pub detect: DetectCfg,
     /// Where the sensor keeps state across restarts.
     pub state: StateCfg,
+    /// Where events go (`[[sinks]]`; an operator file's list replaces the
+    /// default, which is stdout).
+    pub sinks: Vec<telltale::deliver::sinks::SinkCfg>,
     /// Status events.
     pub status: StatusCfg,
 }
@@ -330,6 +333,15 @@ impl Config {
                 "decode.max_decompression_ratio",
                 "must be at least 2",
             ));
+        }
+        if self.sinks.is_empty() {
+            return Err(invalid(
+                "sinks",
+                "at least one sink is needed (e.g. [[sinks]] name = \"stdout\" stdout = {})",
+            ));
+        }
+        for sink in &self.sinks {
+            sink.validate().map_err(|m| invalid("sinks", &m))?;
         }
         if self.detect.aggregate_window_secs == 0 {
             return Err(invalid(

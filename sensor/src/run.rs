@@ -27,6 +27,7 @@ use crate::{
     process::ProcessCache,
     sink::{self, EventSender},
 };
+use telltale::deliver::sinks::{Outgoing, Sinks};
 use telltale::{
     decode::{ConnView, Decoder, Output, Side},
     llm::Catalog,
@@ -91,6 +92,8 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 struct Pipeline {
+    /// The sinks (for their counters in sensor.status).
+    sinks: Arc<Sinks>,
     started: Instant,
     emit_data: bool,
     events: EventSender,
@@ -113,7 +116,9 @@ struct Ctx {
     /// What decode events say about each connection the decoder follows.
     conns: HashMap<ConnKey, ConnMeta>,
     /// Events built inside the decoder's callback, sent after it returns.
-    lines: Vec<Vec<u8>>,
+    lines: Vec<Outgoing>,
+    /// The host name sinks key and label events with.
+    host_name: Arc<str>,
     /// Detection and alerting.
     detection: Detection,
     emit_alerts: bool,
@@ -131,7 +136,17 @@ impl Ctx {
     fn line<B: Serialize>(&mut self, event_type: &'static str, unix_ns: i128, body: B) {
         let env = event::envelope(&self.host, event_type, unix_ns, body);
         match serde_json::to_vec(&env) {
-            Ok(line) => self.lines.push(line),
+            Ok(json) => {
+                let level = event::level(event_type, &json);
+                self.lines.push(Outgoing {
+                    event_type: Arc::from(event_type),
+                    id: Arc::from(env.event_id.as_str()),
+                    time: Arc::from(env.time.as_str()),
+                    level,
+                    host: Arc::clone(&self.host_name),
+                    json,
+                });
+            }
             Err(e) => tracing::error!(error = %e, event_type, "cannot serialise event"),
         }
     }
@@ -245,8 +260,8 @@ impl Pipeline {
 
     async fn flush_lines(&mut self) {
         let mut lines = std::mem::take(&mut self.ctx.lines);
-        for line in lines.drain(..) {
-            if self.events.send(line).await.is_ok() {
+        for ev in lines.drain(..) {
+            if self.events.send(ev).await.is_ok() {
                 self.stats.events += 1;
             }
         }
@@ -319,6 +334,7 @@ impl Pipeline {
             processes: self.ctx.processes.stats(),
             decode: self.decoder.stats(),
             detect: self.ctx.detection.stats,
+            sinks: self.sinks.stats(),
         };
         self.send("sensor.status", Clock::unix_now(), body).await;
     }
@@ -389,19 +405,26 @@ pub fn load_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
 
 /// `telltale run`: capture until SIGINT/SIGTERM.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let spool_root = cfg.state.dir.join("spool");
+    let sinks =
+        Arc::new(Sinks::start(&cfg.sinks, Some(&spool_root)).map_err(|e| anyhow::anyhow!("{e}"))?);
     let (events, writer) =
-        sink::json_lines(std::io::stdout(), cfg.output.queue, cfg.output.queue_bytes)
-            .context("starting the event writer")?;
+        sink::dispatch(Arc::clone(&sinks), cfg.output.queue, cfg.output.queue_bytes)
+            .context("starting the event dispatcher")?;
     let catalog = load_catalog(&cfg)?;
     let detection = Detection::start(&cfg.detect, &cfg.state.dir).context("starting detection")?;
+    let host = HostIdentity::current();
+    let host_name: Arc<str> = Arc::from(host.hostname.as_str());
     let mut p = Pipeline {
+        sinks: Arc::clone(&sinks),
         started: Instant::now(),
         emit_data: cfg.output.emit.contains(&Emit::Data),
         events,
         stats: PipelineStats::default(),
         decoder: Decoder::new(cfg.decode.limits()),
         ctx: Ctx {
-            host: HostIdentity::current(),
+            host,
+            host_name,
             clock: Clock::sample(),
             processes: ProcessCache::new(PROCESS_CACHE_ENTRIES),
             emit_http: cfg.output.emit.contains(&Emit::Http),
@@ -564,10 +587,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let r = reasm.stats();
     let stats = p.stats;
     drop(p);
+    drop(sinks);
     match tokio::task::spawn_blocking(move || writer.join()).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "writing events failed"),
-        Ok(Err(_)) | Err(_) => tracing::warn!("the event writer thread failed"),
+        Ok(Ok(final_stats)) => {
+            for s in final_stats {
+                if s.spool_pending > 0 || s.dropped_spool_full > 0 || s.dropped_rejected > 0 {
+                    tracing::warn!(
+                        sink = %s.name,
+                        delivered = s.delivered,
+                        spooled_for_next_start = s.spool_pending,
+                        dropped = s.dropped_spool_full + s.dropped_rejected,
+                        "sink stopped with records undelivered"
+                    );
+                }
+            }
+        }
+        Ok(Err(_)) | Err(_) => tracing::warn!("the event dispatcher thread failed"),
     }
     use sensor_common::Counter as C;
     tracing::info!(

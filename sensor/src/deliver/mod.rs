@@ -11,10 +11,14 @@
 //! de-duplication.
 
 pub mod file;
+pub mod format;
+pub mod spool;
 pub mod kafka;
 pub mod nats;
+pub mod sinks;
 pub mod syslog;
 pub mod webhook;
+pub mod worker;
 
 use std::sync::Arc;
 

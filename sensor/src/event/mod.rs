@@ -341,6 +341,29 @@ pub struct Status {
     pub decode: telltale::decode::DecodeStats,
     /// Detection counters.
     pub detect: crate::detection::DetectStats,
+    /// Per sink: delivered, spooled, dropped, queue depth, health.
+    pub sinks: Vec<telltale::deliver::worker::SinkStats>,
+}
+
+/// The delivery level of an event: alerts by their severity, decode errors low,
+/// the rest informational.
+pub fn level(event_type: &str, json: &[u8]) -> telltale::deliver::Level {
+    use telltale::deliver::Level;
+    match event_type {
+        "decode.error" => Level::Low,
+        "alert" => {
+            #[derive(serde::Deserialize)]
+            struct A {
+                alert: S,
+            }
+            #[derive(serde::Deserialize)]
+            struct S {
+                severity: Level,
+            }
+            serde_json::from_slice::<A>(json).map_or(Level::Info, |a| a.alert.severity)
+        }
+        _ => Level::Info,
+    }
 }
 
 /// Body of an `alert` event.

@@ -1,128 +1,110 @@
-//! Sink stage: where serialised events go. For now, JSON lines on stdout.
+//! Sink stage: the queue from the pipeline to the dispatcher that offers every
+//! event to the configured sinks (`telltale::deliver`).
 
-use std::{
-    io::{BufWriter, Write},
-    sync::Arc,
-    thread::JoinHandle,
+use std::{sync::Arc, thread::JoinHandle, time::Duration};
+
+use telltale::deliver::{
+    sinks::{Outgoing, Sinks},
+    worker::SinkStats,
 };
-
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-/// Sends serialised events (one JSON document each, no newline) to the writer.
+/// Sends events to the dispatcher, which hands them to the configured sinks.
 ///
 /// The queue is bounded twice: by event count and by bytes, so that a burst of
 /// large events (1 MiB request bodies) cannot grow memory past the byte budget;
 /// a sender waits while either bound is reached (backpressure, which the kernel
-/// ring buffer then absorbs and, past its size, counts as loss).
+/// ring buffer then absorbs and, past its size, counts as loss). Sinks with a
+/// spool never make the dispatcher wait; sinks without one (stdout) do.
 #[derive(Clone)]
 pub struct EventSender {
-    tx: mpsc::Sender<(Vec<u8>, OwnedSemaphorePermit)>,
+    tx: mpsc::Sender<(Outgoing, OwnedSemaphorePermit)>,
     bytes: Arc<Semaphore>,
     max_bytes: usize,
 }
 
 impl EventSender {
     /// Queues one event; waits while the queue is full.
-    pub async fn send(&self, line: Vec<u8>) -> Result<(), SinkClosed> {
+    pub async fn send(&self, ev: Outgoing) -> Result<(), SinkClosed> {
         // An event larger than the whole budget takes all of it.
-        let cost = line.len().clamp(1, self.max_bytes);
+        let cost = ev.json.len().clamp(1, self.max_bytes);
         let permit = Arc::clone(&self.bytes)
             .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
             .await
             .map_err(|_| SinkClosed)?;
-        self.tx.send((line, permit)).await.map_err(|_| SinkClosed)
+        self.tx.send((ev, permit)).await.map_err(|_| SinkClosed)
     }
 }
 
-/// The writer has stopped (its output was closed).
+/// The dispatcher has stopped.
 #[derive(Debug, thiserror::Error)]
 #[error("the event sink has stopped")]
 pub struct SinkClosed;
 
-/// Starts a thread writing events as JSON lines to `out`, flushing whenever the
-/// queue runs empty. At most `queue` events and `max_bytes` bytes wait at once.
-/// The thread ends, after flushing, when every sender is dropped.
+/// How long sinks get at shutdown to deliver what they hold (the rest stays in
+/// their spools for the next start).
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Starts the dispatcher thread: it takes events from the returned sender and
+/// offers each to every sink. At most `queue` events and `max_bytes` bytes wait
+/// at once. When every sender is dropped, the sinks are closed and the thread
+/// returns their final counters.
 ///
-/// A plain thread with blocking writes, not an async task: tokio's stdout hands
-/// every write to its blocking pool, and that hop, once per flush, capped the
-/// event rate well below what the rest of the pipeline sustains.
-pub fn json_lines<W>(
-    out: W,
+/// A plain thread, not an async task: the sinks' queues and stdout are blocking,
+/// and a hop to tokio's blocking pool per event capped the event rate.
+pub fn dispatch(
+    sinks: Arc<Sinks>,
     queue: usize,
     max_bytes: usize,
-) -> std::io::Result<(EventSender, JoinHandle<std::io::Result<()>>)>
-where
-    W: Write + Send + 'static,
-{
+) -> std::io::Result<(EventSender, JoinHandle<Vec<SinkStats>>)> {
     let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-    let (tx, mut rx) = mpsc::channel::<(Vec<u8>, OwnedSemaphorePermit)>(queue);
-    let writer = std::thread::Builder::new()
-        .name("telltale-sink".into())
+    let (tx, mut rx) = mpsc::channel::<(Outgoing, OwnedSemaphorePermit)>(queue);
+    let thread = std::thread::Builder::new()
+        .name("telltale-dispatch".into())
         .spawn(move || {
-            let mut w = BufWriter::with_capacity(256 * 1024, out);
-            while let Some((line, permit)) = rx.blocking_recv() {
-                w.write_all(&line)?;
-                w.write_all(b"\n")?;
+            while let Some((ev, permit)) = rx.blocking_recv() {
+                sinks.send(&ev);
                 drop(permit);
-                if rx.is_empty() {
-                    w.flush()?;
-                }
             }
-            w.flush()
+            match Arc::try_unwrap(sinks) {
+                Ok(s) => s.close(CLOSE_GRACE),
+                Err(shared) => shared.stats(),
+            }
         })?;
     let sender = EventSender {
         tx,
         bytes: Arc::new(Semaphore::new(max_bytes)),
         max_bytes,
     };
-    Ok((sender, writer))
+    Ok((sender, thread))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
-
     use super::*;
 
-    #[tokio::test]
-    async fn writes_one_line_per_event_and_flushes_at_close() {
-        let (mut reader, writer) = std::os::unix::net::UnixStream::pair().expect("pair");
-        let (tx, task) = json_lines(writer, 4, 1 << 20).expect("writer");
-        tx.send(b"{\"a\":1}".to_vec()).await.expect("send");
-        tx.send(b"{\"b\":2}".to_vec()).await.expect("send");
-        drop(tx);
-        task.join().expect("join").expect("write");
-        let mut got = String::new();
-        reader.read_to_string(&mut got).expect("read");
-        assert_eq!(got, "{\"a\":1}\n{\"b\":2}\n");
+    fn ev(n: usize) -> Outgoing {
+        Outgoing {
+            event_type: "alert".into(),
+            id: format!("{n}").into(),
+            time: "t".into(),
+            level: telltale::deliver::Level::High,
+            host: "h".into(),
+            json: vec![b'x'; n],
+        }
     }
 
     #[tokio::test]
-    async fn the_byte_budget_holds_senders_back_until_the_writer_catches_up() {
-        // A reader that reads nothing yet: the writer blocks on the first event
-        // (larger than its buffer, so written through), the next two queue.
-        const EVENT: usize = 300_000;
-        let (mut reader, writer) = std::os::unix::net::UnixStream::pair().expect("pair");
-        let (tx, task) = json_lines(writer, 1000, 1_000_000).expect("writer");
-        for _ in 0..3 {
-            tx.send(vec![b'x'; EVENT]).await.expect("fits the budget");
+    async fn the_byte_budget_holds_senders_back_until_the_dispatcher_catches_up() {
+        // No sinks: the dispatcher drops events at once, so the budget frees.
+        let sinks = Arc::new(Sinks::start(&[], None).expect("no sinks"));
+        let (tx, thread) = dispatch(sinks, 1000, 1_000_000).expect("dispatcher");
+        for _ in 0..10 {
+            tx.send(ev(300_000))
+                .await
+                .expect("budget frees as events go");
         }
-        // 900 kB are in flight; a fourth event must wait.
-        let blocked = tokio::time::timeout(
-            std::time::Duration::from_millis(200),
-            tx.send(vec![b'y'; EVENT]),
-        )
-        .await;
-        assert!(blocked.is_err(), "the fourth event waits for budget");
-        let drain = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            reader.read_to_end(&mut all).expect("read");
-            all
-        });
-        tx.send(vec![b'z'; EVENT]).await.expect("sent once drained");
         drop(tx);
-        task.join().expect("join").expect("write");
-        let all = drain.join().expect("reader");
-        assert_eq!(all.len(), 4 * (EVENT + 1));
+        assert!(thread.join().expect("join").is_empty());
     }
 }
