@@ -40,6 +40,8 @@ pub struct Config {
     pub detect: DetectCfg,
     /// Where the sensor keeps state across restarts.
     pub state: StateCfg,
+    /// The metrics and health endpoint.
+    pub metrics: MetricsCfg,
     /// Where events go (`[[sinks]]`; an operator file's list replaces the
     /// default, which is stdout).
     pub sinks: Vec<telltale::deliver::sinks::SinkCfg>,
@@ -188,6 +190,14 @@ pub struct StateCfg {
     /// The state directory (created 0700): the evidence key and the identifier
     /// memory.
     pub dir: PathBuf,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsCfg {
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`); "" for none.
+    pub listen: String,
 }
 
 /// `[status]`

@@ -42,8 +42,10 @@ pub struct Detection {
 }
 
 /// Detection counters for `sensor.status`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DetectStats {
+    /// Alerts emitted, by rule id.
+    pub alerts_by_rule: std::collections::BTreeMap<String, u64>,
     /// LLM API requests inspected.
     pub requests: u64,
     /// Requests whose body could not be read as their API's request.
@@ -174,6 +176,19 @@ impl Detection {
             }
         }
         self.update_stats();
+    }
+
+    /// Loads the rules again (SIGHUP); on error the running rules stay.
+    pub fn reload_rules(&mut self, cfg: &DetectCfg) -> anyhow::Result<usize> {
+        let rules = load_rules(cfg)?;
+        let mut all: Vec<Fact> = self.facts.facts().to_vec();
+        all.extend(self.process_facts.iter().cloned());
+        let detector = Detector::new(&rules, &all, self.key)
+            .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+        self.rules = rules;
+        self.detector = detector;
+        self.update_stats();
+        Ok(self.stats.rules)
     }
 
     /// Re-reads the host's facts; recompiles when they changed.
@@ -313,6 +328,13 @@ impl Detection {
         // Windows closed early to make room still report their repeats.
         out.extend(closed.into_iter().map(aggregate));
         self.stats.alerts += out.len() as u64;
+        for a in &out {
+            *self
+                .stats
+                .alerts_by_rule
+                .entry(a.alert.rule.id.clone())
+                .or_default() += 1;
+        }
         self.update_stats();
         out
     }
@@ -326,6 +348,13 @@ impl Detection {
             .map(aggregate)
             .collect();
         self.stats.alerts += done.len() as u64;
+        for a in &done {
+            *self
+                .stats
+                .alerts_by_rule
+                .entry(a.alert.rule.id.clone())
+                .or_default() += 1;
+        }
         self.update_stats();
         done
     }

@@ -11,6 +11,7 @@ mod conn;
 mod detection;
 mod event;
 mod host;
+mod metrics;
 mod process;
 mod run;
 mod sink;
@@ -57,8 +58,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the configuration in effect (the embedded defaults merged with --config).
-    Config,
+    /// Print the configuration in effect (the embedded defaults merged with
+    /// --config); `config check` loads everything `run` would (rules, catalogue,
+    /// sinks) and reports the first problem.
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+    },
     /// The LLM API provider catalogue.
     #[command(subcommand)]
     Llm(LlmCommand),
@@ -88,6 +94,12 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration (file, rules, catalogue, sinks) without running.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,7 +134,7 @@ enum LlmCommand {
     },
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct RunArgs {
     /// Event kinds to print, comma-separated; replaces `output.emit` from the configuration.
     #[arg(long, value_delimiter = ',', value_enum)]
@@ -154,9 +166,18 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     let mut cfg = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Config => {
+        Command::Config { action: None } => {
             print!("{}", cfg.to_toml());
             Ok(())
+        }
+        Command::Config {
+            action: Some(ConfigAction::Check),
+        } => {
+            let origin = cli.config.as_deref().map_or_else(
+                || "embedded default".to_owned(),
+                |p| p.display().to_string(),
+            );
+            config_check(&cfg, &origin)
         }
         Command::Targets { json } => run::print_targets(&cfg, json),
         Command::Rules(cmd) => rules_command(&cfg, cmd),
@@ -211,25 +232,65 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            if let Some(emit) = args.emit {
-                cfg.output.emit = emit;
-            }
-            if let Some(n) = args.ring_buffer_bytes {
-                cfg.capture.ring_buffer_bytes = n;
-            }
-            if let Some(s) = args.status_interval {
-                cfg.status.interval_secs = s;
-            }
-            cfg.capture.extra_targets.extend(args.targets);
-            cfg.validate("command line")?;
+            args.apply(&mut cfg)?;
+            // SIGHUP reads the file again and applies the same flags over it.
+            let path = cli.config.clone();
+            let reload: run::Reload = Box::new(move || {
+                let mut cfg = Config::load(path.as_deref())?;
+                args.apply(&mut cfg)?;
+                Ok(cfg)
+            });
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(run::run(cfg))
+            rt.block_on(run::run(cfg, reload))
         }
     }
+}
+
+impl RunArgs {
+    /// Puts the flags over a configuration.
+    fn apply(&self, cfg: &mut Config) -> anyhow::Result<()> {
+        if let Some(emit) = &self.emit {
+            cfg.output.emit = emit.clone();
+        }
+        if let Some(n) = self.ring_buffer_bytes {
+            cfg.capture.ring_buffer_bytes = n;
+        }
+        if let Some(s) = self.status_interval {
+            cfg.status.interval_secs = s;
+        }
+        cfg.capture
+            .extra_targets
+            .extend(self.targets.iter().cloned());
+        cfg.validate("command line")?;
+        Ok(())
+    }
+}
+
+/// `telltale config check`: everything `run` would load, without running.
+fn config_check(cfg: &Config, origin: &str) -> anyhow::Result<()> {
+    let rules = detection::load_rules(&cfg.detect)?;
+    let _ = run::load_catalog(cfg)?;
+    let facts = telltale::facts::collect(&telltale::facts::Sources::host());
+    telltale::detect::Detector::new(&rules, &facts, [0u8; 32])
+        .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
+    for s in &cfg.sinks {
+        s.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    println!(
+        "{origin}: ok ({} rules, {} sinks: {})",
+        rules.enabled().count(),
+        cfg.sinks.len(),
+        cfg.sinks
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 fn rules_command(cfg: &Config, cmd: RulesCommand) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
@@ -92,8 +92,8 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
 }
 
 struct Pipeline {
-    /// The sinks (for their counters in sensor.status).
-    sinks: Arc<Sinks>,
+    /// The sinks in use (replaced on SIGHUP), shared with the dispatcher.
+    sinks: Arc<RwLock<Arc<Sinks>>>,
     started: Instant,
     emit_data: bool,
     events: EventSender,
@@ -234,9 +234,13 @@ impl Ctx {
         if !self.emit_alerts {
             return;
         }
+        let tls = self.conn_out(&a.conn);
+        let (flow_id, community_id) = tls.socket.flow();
         let body = AlertEvent {
+            flow_id,
+            community_id,
             process: self.process(a.conn.pid),
-            tls: self.conn_out(&a.conn),
+            tls,
             request: a.request,
             alert: a.alert,
         };
@@ -323,8 +327,18 @@ impl Pipeline {
     }
 
     async fn status(&mut self, state: &'static str, capture: &Capture, reasm: &Reassembler) {
+        let body = self.status_body(state, capture, reasm);
+        self.send("sensor.status", Clock::unix_now(), body).await;
+    }
+
+    fn status_body(
+        &mut self,
+        state: &'static str,
+        capture: &Capture,
+        reasm: &Reassembler,
+    ) -> Status {
         self.stats.record_errors = capture.record_errors();
-        let body = Status {
+        Status {
             state,
             uptime_ms: self.started.elapsed().as_millis() as u64,
             targets: target_stats(capture.targets()),
@@ -333,11 +347,81 @@ impl Pipeline {
             pipeline: self.stats,
             processes: self.ctx.processes.stats(),
             decode: self.decoder.stats(),
-            detect: self.ctx.detection.stats,
-            sinks: self.sinks.stats(),
-        };
-        self.send("sensor.status", Clock::unix_now(), body).await;
+            detect: self.ctx.detection.stats.clone(),
+            sinks: current(&self.sinks).stats(),
+        }
     }
+
+    /// SIGHUP: the configuration file again; rules and sinks are replaced, the
+    /// probes stay attached. A configuration that does not load changes nothing.
+    fn reload(&mut self, reload: &Reload) {
+        let cfg = match reload() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload refused, keeping the running configuration: {e:#}");
+                return;
+            }
+        };
+        match self.ctx.detection.reload_rules(&cfg.detect) {
+            Ok(n) => tracing::info!(rules = n, "rules reloaded"),
+            Err(e) => tracing::error!("rules not reloaded: {e:#}"),
+        }
+        if let Err(e) = swap_sinks(&self.sinks, &cfg) {
+            tracing::error!("sinks not reloaded: {e}");
+        }
+    }
+
+    /// Answers a metrics or health request.
+    fn metrics(&mut self, conn: tokio::net::TcpStream, capture: &Capture, reasm: &Reassembler) {
+        let body = self.status_body("running", capture, reasm);
+        let value = serde_json::to_value(&body).unwrap_or_default();
+        tokio::spawn(crate::metrics::serve(conn, value));
+    }
+}
+
+/// Loads the configuration again for a SIGHUP (file and command-line flags).
+pub type Reload = Box<dyn Fn() -> anyhow::Result<Config> + Send>;
+
+/// The sinks in use now.
+fn current(sinks: &RwLock<Arc<Sinks>>) -> Arc<Sinks> {
+    match sinks.read() {
+        Ok(g) => Arc::clone(&g),
+        Err(p) => Arc::clone(&p.into_inner()),
+    }
+}
+
+/// Replaces the running sinks with those of `cfg`. The dispatcher waits
+/// meanwhile (events queue, then the kernel ring absorbs them), so no event
+/// goes to neither; old sinks deliver or spool what they hold first, so a sink
+/// kept under the same name resumes its spool.
+fn swap_sinks(sinks: &RwLock<Arc<Sinks>>, cfg: &Config) -> Result<(), String> {
+    for c in &cfg.sinks {
+        c.validate()?;
+    }
+    let spool_root = cfg.state.dir.join("spool");
+    let mut guard = sinks
+        .write()
+        .map_err(|_| "the sinks' lock is poisoned".to_owned())?;
+    // The dispatcher may still hold the old sinks for one event.
+    let mut old = std::mem::replace(&mut *guard, Arc::new(Sinks::start(&[], None)?));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let old = loop {
+        match Arc::try_unwrap(old) {
+            Ok(s) => break Some(s),
+            Err(again) if Instant::now() < deadline => {
+                old = again;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => break None,
+        }
+    };
+    if let Some(old) = old {
+        old.close(sink::CLOSE_GRACE);
+    }
+    let new = Sinks::start(&cfg.sinks, Some(&spool_root))?;
+    *guard = Arc::new(new);
+    tracing::info!(sinks = cfg.sinks.len(), "sinks reloaded");
+    Ok(())
 }
 
 fn target_stats(targets: &[AttachedTarget]) -> TargetStats {
@@ -387,6 +471,16 @@ enum Lifecycle {
     Exit(u32),
 }
 
+/// The next connection to the metrics listener, or never without one.
+async fn accept(
+    l: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn lower_set(names: &[String]) -> std::collections::HashSet<String> {
     names.iter().map(|n| n.to_ascii_lowercase()).collect()
 }
@@ -404,10 +498,11 @@ pub fn load_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
 }
 
 /// `telltale run`: capture until SIGINT/SIGTERM.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     let spool_root = cfg.state.dir.join("spool");
-    let sinks =
-        Arc::new(Sinks::start(&cfg.sinks, Some(&spool_root)).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let sinks = Arc::new(RwLock::new(Arc::new(
+        Sinks::start(&cfg.sinks, Some(&spool_root)).map_err(|e| anyhow::anyhow!("{e}"))?,
+    )));
     let (events, writer) =
         sink::dispatch(Arc::clone(&sinks), cfg.output.queue, cfg.output.queue_bytes)
             .context("starting the event dispatcher")?;
@@ -480,6 +575,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let metrics_listener = match cfg.metrics.listen.as_str() {
+        "" => None,
+        addr => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "metrics on http://{addr}/metrics, health on /healthz");
+                Some(l)
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot listen for metrics; continuing without");
+                None
+            }
+        },
+    };
     let mut rescan = interval(Duration::from_millis(cfg.capture.rescan_interval_ms));
     rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
     rescan.reset();
@@ -532,6 +641,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
+            _ = sighup.recv() => p.reload(&reload),
+            conn = accept(metrics_listener.as_ref()) => {
+                if let Ok((conn, _)) = conn {
+                    p.metrics(conn, &capture, &reasm);
+                }
+            }
         }
         // New programs first: a short-lived process may be gone by the time the
         // batch's messages are decoded and inspected, so read its context now.

@@ -53,7 +53,7 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// A plain thread, not an async task: the sinks' queues and stdout are blocking,
 /// and a hop to tokio's blocking pool per event capped the event rate.
 pub fn dispatch(
-    sinks: Arc<Sinks>,
+    sinks: Arc<std::sync::RwLock<Arc<Sinks>>>,
     queue: usize,
     max_bytes: usize,
 ) -> std::io::Result<(EventSender, JoinHandle<Vec<SinkStats>>)> {
@@ -62,11 +62,17 @@ pub fn dispatch(
     let thread = std::thread::Builder::new()
         .name("telltale-dispatch".into())
         .spawn(move || {
+            let current = || match sinks.read() {
+                Ok(g) => Arc::clone(&g),
+                Err(p) => Arc::clone(&p.into_inner()),
+            };
             while let Some((ev, permit)) = rx.blocking_recv() {
-                sinks.send(&ev);
+                current().send(&ev);
                 drop(permit);
             }
-            match Arc::try_unwrap(sinks) {
+            let last = current();
+            drop(sinks);
+            match Arc::try_unwrap(last) {
                 Ok(s) => s.close(CLOSE_GRACE),
                 Err(shared) => shared.stats(),
             }
@@ -97,7 +103,9 @@ mod tests {
     #[tokio::test]
     async fn the_byte_budget_holds_senders_back_until_the_dispatcher_catches_up() {
         // No sinks: the dispatcher drops events at once, so the budget frees.
-        let sinks = Arc::new(Sinks::start(&[], None).expect("no sinks"));
+        let sinks = Arc::new(std::sync::RwLock::new(Arc::new(
+            Sinks::start(&[], None).expect("no sinks"),
+        )));
         let (tx, thread) = dispatch(sinks, 1000, 1_000_000).expect("dispatcher");
         for _ in 0..10 {
             tx.send(ev(300_000))
