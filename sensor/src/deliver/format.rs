@@ -161,8 +161,7 @@ pub fn rfc3339_to_unix_ms(t: &str) -> Option<i64> {
     }
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
     let (hour, min, sec) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     let mut i = 19;
@@ -325,7 +324,10 @@ fn technique(id: &str) -> Option<(&'static str, &'static str, &'static str)> {
 }
 
 fn attack_url(id: &str) -> String {
-    format!("https://attack.mitre.org/techniques/{}/", id.replace('.', "/"))
+    format!(
+        "https://attack.mitre.org/techniques/{}/",
+        id.replace('.', "/")
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -384,9 +386,8 @@ fn ocsf_process(e: &Value) -> Value {
             ("type", json!("Regular File")),
             (
                 "hashes",
-                opt(str_at(p, "/exe_sha256").map(|h| {
-                    json!([{"algorithm_id": 3, "algorithm": "SHA-256", "value": h}])
-                })),
+                opt(str_at(p, "/exe_sha256")
+                    .map(|h| json!([{"algorithm_id": 3, "algorithm": "SHA-256", "value": h}]))),
             ),
         ])
     });
@@ -409,9 +410,9 @@ fn ocsf_process(e: &Value) -> Value {
             ("name", opt(first.and_then(|a| str_at(a, "/comm")))),
             (
                 "file",
-                opt(first
-                    .and_then(|a| str_at(a, "/exe"))
-                    .map(|x| json!({"path": x, "name": x.rsplit('/').next().unwrap_or(x), "type_id": 1}))),
+                opt(first.and_then(|a| str_at(a, "/exe")).map(
+                    |x| json!({"path": x, "name": x.rsplit('/').next().unwrap_or(x), "type_id": 1}),
+                )),
             ),
         ])
     });
@@ -441,7 +442,7 @@ fn ocsf_endpoint(ip: Option<(&str, u64)>, hostname: Option<&str>) -> Value {
     ])
 }
 
-fn ocsf_connection_info(e: &Value, f: Option<&Flow<'_>>, process_is_server: bool) -> Value {
+fn ocsf_connection_info(f: Option<&Flow<'_>>, process_is_server: bool) -> Value {
     let Some(f) = f else {
         return Value::Null;
     };
@@ -450,7 +451,6 @@ fn ocsf_connection_info(e: &Value, f: Option<&Flow<'_>>, process_is_server: bool
         _ => 6,
     };
     let v6 = f.server.0.contains(':');
-    let _ = e;
     obj([
         ("protocol_name", opt(f.transport)),
         ("protocol_num", json!(proto_num)),
@@ -527,12 +527,15 @@ fn ocsf_alert(e: &Value) -> Value {
     });
     let evidence = obj([
         ("process", ocsf_process(e)),
-        ("src_endpoint", ocsf_endpoint(f.as_ref().map(|f| f.client), None)),
+        (
+            "src_endpoint",
+            ocsf_endpoint(f.as_ref().map(|f| f.client), None),
+        ),
         (
             "dst_endpoint",
             ocsf_endpoint(f.as_ref().map(|f| f.server), domain),
         ),
-        ("connection_info", ocsf_connection_info(e, f.as_ref(), false)),
+        ("connection_info", ocsf_connection_info(f.as_ref(), false)),
         ("url", opt(url)),
         (
             "data",
@@ -798,15 +801,18 @@ fn ocsf_http(e: &Value) -> Value {
             "dst_endpoint",
             ocsf_endpoint(f.as_ref().map(|f| f.server), domain),
         ),
-        (
-            "connection_info",
-            ocsf_connection_info(e, f.as_ref(), server),
-        ),
+        ("connection_info", ocsf_connection_info(f.as_ref(), server)),
         (
             "traffic",
             obj([
-                ("bytes_out", opt(req.and_then(|r| u64_at(r, "/body/length")))),
-                ("bytes_in", opt(resp.and_then(|r| u64_at(r, "/body/length")))),
+                (
+                    "bytes_out",
+                    opt(req.and_then(|r| u64_at(r, "/body/length"))),
+                ),
+                (
+                    "bytes_in",
+                    opt(resp.and_then(|r| u64_at(r, "/body/length"))),
+                ),
             ]),
         ),
         (
@@ -878,10 +884,7 @@ fn ecs_process(e: &Value) -> Value {
         ("user", user),
         (
             "real_user",
-            obj([(
-                "id",
-                opt(u64_at(e, "/thread/uid").map(|u| u.to_string())),
-            )]),
+            obj([("id", opt(u64_at(e, "/thread/uid").map(|u| u.to_string())))]),
         ),
         (
             "group",
@@ -901,7 +904,11 @@ fn ecs(e: &Value) -> Value {
     let resp = at(e, "/http/response");
 
     let (event_kind, category, types): (&str, Vec<&str>, Vec<&str>) = match kind {
-        "alert" => ("alert", vec!["network", "intrusion_detection"], vec!["info"]),
+        "alert" => (
+            "alert",
+            vec!["network", "intrusion_detection"],
+            vec!["info"],
+        ),
         "http" => ("event", vec!["network", "web"], vec!["access", "protocol"]),
         "tls.data" => ("event", vec!["network"], vec!["protocol"]),
         "decode.error" => ("event", vec!["network"], vec!["protocol", "info"]),
@@ -1027,12 +1034,22 @@ fn ecs(e: &Value) -> Value {
             obj([
                 ("community_id", opt(f.community_id)),
                 ("transport", opt(f.transport)),
-                ("type", json!(if f.server.0.contains(':') { "ipv6" } else { "ipv4" })),
+                (
+                    "type",
+                    json!(if f.server.0.contains(':') {
+                        "ipv6"
+                    } else {
+                        "ipv4"
+                    }),
+                ),
                 (
                     "protocol",
                     json!(if kind == "tls.data" { "tls" } else { "http" }),
                 ),
-                ("direction", json!(if server { "ingress" } else { "egress" })),
+                (
+                    "direction",
+                    json!(if server { "ingress" } else { "egress" }),
+                ),
             ]),
         ),
         None => (
@@ -1071,10 +1088,7 @@ fn ecs(e: &Value) -> Value {
                     ("status_code", opt(resp.and_then(|r| u64_at(r, "/status")))),
                     (
                         "body",
-                        obj([(
-                            "bytes",
-                            opt(resp.and_then(|r| u64_at(r, "/body/length"))),
-                        )]),
+                        obj([("bytes", opt(resp.and_then(|r| u64_at(r, "/body/length"))))]),
                     ),
                     (
                         "mime_type",
@@ -1133,13 +1147,23 @@ fn ecs(e: &Value) -> Value {
     // What ECS has no field for, under its native name.
     let mut telltale = Map::new();
     put(&mut telltale, "event_type", json!(kind));
-    put(&mut telltale, "schema_version", opt(at(e, "/schema_version").cloned()));
+    put(
+        &mut telltale,
+        "schema_version",
+        opt(at(e, "/schema_version").cloned()),
+    );
     put(
         &mut telltale,
         "tls",
         pick(
             at(e, "/tls").unwrap_or(&Value::Null),
-            &["connection", "direction", "function", "library_kind", "library"],
+            &[
+                "connection",
+                "direction",
+                "function",
+                "library_kind",
+                "library",
+            ],
         ),
     );
     if let Some(reason) = str_at(e, "/tls/socket/reason") {
@@ -1170,7 +1194,14 @@ fn ecs(e: &Value) -> Value {
                 "alert",
                 pick(
                     at(e, "/alert").unwrap_or(&Value::Null),
-                    &["severity", "facts", "hits", "total_hits", "occurrences", "window"],
+                    &[
+                        "severity",
+                        "facts",
+                        "hits",
+                        "total_hits",
+                        "occurrences",
+                        "window",
+                    ],
                 ),
             );
             put(
@@ -1475,8 +1506,18 @@ mod tests {
             rfc3339_to_unix_ms("2026-11-29T16:11:09.1+01:00"),
             Some(1_795_965_069_100)
         );
-        assert_eq!(rfc3339_to_unix_ms("2000-02-29T00:00:00Z"), Some(951_782_400_000));
-        for bad in ["", "2026-11-29", "2026-13-01T00:00:00Z", "2026-11-29T15:11:09", "x026-11-29T15:11:09Z", "2026-11-29T15:11:09.Z"] {
+        assert_eq!(
+            rfc3339_to_unix_ms("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
+        for bad in [
+            "",
+            "2026-11-29",
+            "2026-13-01T00:00:00Z",
+            "2026-11-29T15:11:09",
+            "x026-11-29T15:11:09Z",
+            "2026-11-29T15:11:09.Z",
+        ] {
             assert_eq!(rfc3339_to_unix_ms(bad), None, "{bad}");
         }
     }
@@ -1513,7 +1554,10 @@ mod tests {
         assert_eq!(fi["analytic"]["version"], "1");
         assert_eq!(fi["attacks"].as_array().unwrap().len(), 5);
         assert_eq!(fi["attacks"][0]["technique"]["uid"], "T1082");
-        assert_eq!(fi["attacks"][0]["technique"]["name"], "System Information Discovery");
+        assert_eq!(
+            fi["attacks"][0]["technique"]["name"],
+            "System Information Discovery"
+        );
         assert_eq!(fi["attacks"][4]["tactic"]["uid"], "TA0010");
         assert_eq!(fi["data_sources"], json!(["TLS plaintext (eBPF uprobes)"]));
         let ev = &o["evidences"][0];
@@ -1521,7 +1565,10 @@ mod tests {
         assert_eq!(ev["process"]["name"], "python");
         assert_eq!(ev["process"]["file"]["path"], "/usr/bin/python3.11");
         assert_eq!(ev["process"]["file"]["name"], "python3.11");
-        assert_eq!(ev["process"]["cmd_line"], "python3 agent.py --api-key [REDACTED]");
+        assert_eq!(
+            ev["process"]["cmd_line"],
+            "python3 agent.py --api-key [REDACTED]"
+        );
         assert_eq!(ev["process"]["user"]["name"], "alice");
         assert_eq!(ev["process"]["parent_process"]["pid"], 5101);
         assert_eq!(ev["process"]["parent_process"]["name"], "bash");
@@ -1529,7 +1576,10 @@ mod tests {
         assert_eq!(ev["dst_endpoint"]["port"], 443);
         assert_eq!(ev["dst_endpoint"]["hostname"], "api.anthropic.com");
         assert_eq!(ev["src_endpoint"]["ip"], "10.1.2.3");
-        assert_eq!(ev["connection_info"]["community_uid"], "1:T/l2P5BDS5NnbVjkdzr395Gyu0k=");
+        assert_eq!(
+            ev["connection_info"]["community_uid"],
+            "1:T/l2P5BDS5NnbVjkdzr395Gyu0k="
+        );
         assert_eq!(ev["connection_info"]["direction_id"], 2);
         assert_eq!(ev["url"]["path"], "/v1/messages");
         assert_eq!(o["device"]["hostname"], "build-7");
@@ -1540,11 +1590,13 @@ mod tests {
         let text = o.to_string();
         assert!(text.contains("ht••••••••••••28"));
         assert!(text.contains("hmac-sha256:5f1c0a9b8e7d6c5b4a39281706f5e4d3"));
-        assert!(o["observables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["type_id"] == 1 && x["value"] == "api.anthropic.com"));
+        assert!(
+            o["observables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["type_id"] == 1 && x["value"] == "api.anthropic.com")
+        );
     }
 
     #[test]
@@ -1569,10 +1621,12 @@ mod tests {
             rq["url"]["url_string"],
             "https://127.0.0.1:45793/v1/messages?beta=true&key=[redacted]"
         );
-        assert!(rq["http_headers"]
-            .as_array()
-            .unwrap()
-            .contains(&json!({"name": "x-api-key", "value": "[redacted]"})));
+        assert!(
+            rq["http_headers"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"name": "x-api-key", "value": "[redacted]"}))
+        );
         assert_eq!(o["http_response"]["code"], 200);
         assert_eq!(o["traffic"]["bytes_out"], 197);
         assert_eq!(o["traffic"]["bytes_in"], 204);
@@ -1593,7 +1647,10 @@ mod tests {
         let mut patch = http("client");
         patch["http"]["request"]["method"] = json!("PATCH");
         let p = render(Format::Ocsf, &patch).unwrap();
-        assert_eq!((p["activity_id"].clone(), p["activity_name"].clone()), (json!(99), json!("PATCH")));
+        assert_eq!(
+            (p["activity_id"].clone(), p["activity_name"].clone()),
+            (json!(99), json!("PATCH"))
+        );
         assert_eq!(p["type_uid"], 400299);
     }
 
@@ -1629,7 +1686,10 @@ mod tests {
             e["threat"]["technique"]["id"],
             json!(["T1082", "T1016", "T1124", "T1033", "T1567"])
         );
-        assert_eq!(e["threat"]["technique"]["name"][4], "Exfiltration Over Web Service");
+        assert_eq!(
+            e["threat"]["technique"]["name"][4],
+            "Exfiltration Over Web Service"
+        );
         assert_eq!(e["threat"]["tactic"]["id"], json!(["TA0007", "TA0010"]));
         assert_eq!(e["host"]["hostname"], "build-7");
         assert_eq!(e["host"]["id"], "4c4c4544004d3610804cb4c04f4e4d32");
@@ -1646,7 +1706,10 @@ mod tests {
         assert_eq!(e["destination"]["ip"], "203.0.113.7");
         assert_eq!(e["destination"]["port"], 443);
         assert_eq!(e["destination"]["domain"], "api.anthropic.com");
-        assert_eq!(e["network"]["community_id"], "1:T/l2P5BDS5NnbVjkdzr395Gyu0k=");
+        assert_eq!(
+            e["network"]["community_id"],
+            "1:T/l2P5BDS5NnbVjkdzr395Gyu0k="
+        );
         assert_eq!(e["network"]["transport"], "tcp");
         assert_eq!(e["network"]["protocol"], "http");
         assert_eq!(e["network"]["direction"], "egress");
@@ -1657,7 +1720,10 @@ mod tests {
         assert_eq!(e["observer"]["product"], "Telltale");
         assert_eq!(e["observer"]["version"], "0.1.0");
         assert_eq!(e["tls"]["client"]["server_name"], "api.anthropic.com");
-        assert_eq!(e["telltale"]["alert"]["hits"][0]["evidence"]["excerpt"], "ht••••••••••••28");
+        assert_eq!(
+            e["telltale"]["alert"]["hits"][0]["evidence"]["excerpt"],
+            "ht••••••••••••28"
+        );
         assert_eq!(e["telltale"]["alert"]["occurrences"], 4);
         assert_eq!(e["telltale"]["flow_id"], alert()["flow_id"]);
         assert_eq!(e["telltale"]["request"]["model"], "claude-test");
@@ -1683,14 +1749,24 @@ mod tests {
         assert_eq!(e["url"]["port"], 45793);
         assert_eq!(e["url"]["query"], "beta=true&key=[redacted]");
         assert_eq!(e["url"]["scheme"], "https");
-        assert_eq!(e["url"]["original"], "/v1/messages?beta=true&key=[redacted]");
+        assert_eq!(
+            e["url"]["original"],
+            "/v1/messages?beta=true&key=[redacted]"
+        );
         assert_eq!(e["user_agent"]["original"], "curl/7.88.1");
         assert_eq!(e["source"]["port"], 51000);
         assert_eq!(e["destination"]["port"], 45793);
         assert_eq!(e["container"]["runtime"], "docker");
-        assert!(e["process"].get("user").is_some_and(|u| u["name"] == "root"));
+        assert!(
+            e["process"]
+                .get("user")
+                .is_some_and(|u| u["name"] == "root")
+        );
         assert_eq!(e["telltale"]["llm"]["api"], "anthropic_messages");
-        assert_eq!(e["telltale"]["http_request"]["headers"]["x-api-key"], "[redacted]");
+        assert_eq!(
+            e["telltale"]["http_request"]["headers"]["x-api-key"],
+            "[redacted]"
+        );
         assert_eq!(e["telltale"]["http"]["role"], "client");
 
         let s = render(Format::Ecs, &http("server")).unwrap();
@@ -1718,7 +1794,10 @@ mod tests {
         assert_eq!(x["telltale"]["decode"]["stream"], 3);
         assert_eq!(x["telltale"]["socket_unknown_reason"], "not known");
         assert!(x.get("source").is_none());
-        assert!(x["process"].get("name").is_none(), "an empty comm is left out");
+        assert!(
+            x["process"].get("name").is_none(),
+            "an empty comm is left out"
+        );
 
         let s = render(Format::Ecs, &status()).unwrap();
         assert_eq!(s["event"]["kind"], "metric");

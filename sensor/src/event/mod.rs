@@ -188,6 +188,19 @@ pub enum SocketOut {
 }
 
 impl SocketOut {
+    /// The flow's Suricata-style flow id (a positive 64-bit integer derived from
+    /// the Community ID, the same on both ends) and its Community ID, when the
+    /// flow is known: what an alert carries to join it with network sensors.
+    pub fn flow(&self) -> (Option<i64>, Option<String>) {
+        match self {
+            Self::Known { community_id, .. } => (
+                Some(telltale::deliver::format::flow_id(community_id)),
+                Some(community_id.clone()),
+            ),
+            Self::Unknown { .. } => (None, None),
+        }
+    }
+
     pub(crate) fn new(v: &SocketView) -> Self {
         match v {
             SocketView::Known(i, source) => Self::Known {
@@ -369,6 +382,12 @@ pub fn level(event_type: &str, json: &[u8]) -> telltale::deliver::Level {
 /// Body of an `alert` event.
 #[derive(Debug, Serialize)]
 pub struct AlertEvent {
+    /// Suricata-style flow id of the connection's flow (see [`SocketOut::flow`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<i64>,
+    /// Community ID of the connection's flow, when its socket is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub community_id: Option<String>,
     /// The process that sent the request.
     pub process: ProcessOut,
     /// The connection.
