@@ -4,6 +4,7 @@
 mod bench;
 mod cmd;
 mod fuzz;
+mod package;
 mod setup;
 
 use std::{
@@ -62,8 +63,10 @@ enum Task {
     ///
     /// The integration tests (crate telltale-tests) run the release binary named
     /// by TELLTALE_BIN, which this sets to target/release/telltale. They load
-    /// eBPF programs, so run as root. Without extra arguments, every fuzz target
-    /// then runs for a few seconds (`./x fuzz`). Example: `./x test -- -p telltale-tests`.
+    /// eBPF programs, so run as root. The Debian package is built first (as by
+    /// `./x package`; quick when up to date) for the test that installs it.
+    /// Without extra arguments, every fuzz target then runs for a few seconds
+    /// (`./x fuzz`). Example: `./x test -- -p telltale-tests`.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
@@ -106,6 +109,14 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
+    /// Build the Debian package target/debian/telltale_<version>_<arch>.deb.
+    ///
+    /// Installs cargo-deb (pinned) into .tools/bin, cached through
+    /// .tools/cargo-deb.stamp, builds the release sensor, then runs `cargo deb`
+    /// with the metadata of sensor/Cargo.toml and the files in deploy/ (systemd
+    /// unit, /etc/telltale/telltale.toml, maintainer scripts). Skips the last
+    /// step when the .deb is newer than all of them.
+    Package,
     /// What CI runs: setup, `cargo fmt --check`, clippy with -D warnings, then `test`.
     Ci,
     /// Format the workspace (`cargo fmt --all`).
@@ -205,6 +216,10 @@ fn dispatch(repo: &Repo, task: Task) -> Result<()> {
             setup::setup(repo, false)?;
             fuzz::fuzz(repo, &targets, seconds)
         }
+        Task::Package => {
+            setup::setup(repo, false)?;
+            package::package(repo).map(drop)
+        }
         Task::Ci => ci(repo),
         Task::Fmt => cmd::run(&mut repo.cargo(["fmt", "--all"])?),
     }
@@ -236,6 +251,12 @@ fn test(repo: &Repo, args: &[String]) -> Result<()> {
     let result = (|| {
         setup::setup(repo, true)?;
         let bin = repo.build_sensor(true)?;
+        // tests/tests/package.rs installs target/debian/*.deb.
+        if cmd::which("dpkg").is_some() {
+            package::package(repo)?;
+        } else {
+            println!("package: skipped (no dpkg)");
+        }
         let mut test = repo.cargo(["test", "--workspace", "--exclude", "sensor-ebpf"])?;
         test.args(args).env("TELLTALE_BIN", &bin);
         cmd::run(&mut test)?;
