@@ -2,6 +2,7 @@
 """HTTPS collector for the webhook sink's integration test (sink_webhook.rs).
 
 Usage: sink_webhook_server.py PORT CERT KEY LOG FLAGDIR [HEC_TOKEN]
+(CERT "-" serves plain HTTP.)
 
 Appends one JSON line per request to LOG (path, headers of interest, body
 gunzipped) *before* answering, so a kill between the two leaves a stored but
@@ -82,7 +83,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(PORT)), Handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(CERT, KEY)
-server.socket = context.wrap_socket(server.socket, server_side=True)
+if CERT != "-":
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERT, KEY)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
