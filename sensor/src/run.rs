@@ -264,10 +264,15 @@ impl Pipeline {
 
     async fn flush_lines(&mut self) {
         let mut lines = std::mem::take(&mut self.ctx.lines);
-        for ev in lines.drain(..) {
-            if self.events.send(ev).await.is_ok() {
-                self.stats.events += 1;
+        if !lines.is_empty() {
+            let started = Clock::mono_now();
+            for ev in lines.drain(..) {
+                if self.events.send(ev).await.is_ok() {
+                    self.stats.events += 1;
+                }
             }
+            let waited = Clock::mono_now().saturating_sub(started);
+            self.stats.sink_wait_ns_total = self.stats.sink_wait_ns_total.saturating_add(waited);
         }
         self.ctx.lines = lines;
     }
@@ -292,6 +297,7 @@ impl Pipeline {
         );
         let lost_after = !m.complete || m.truncated;
         let ctx = &mut self.ctx;
+        let started = Clock::mono_now();
         self.decoder.feed(
             &m.key,
             m.direction,
@@ -300,6 +306,15 @@ impl Pipeline {
             lost_after,
             &mut |k, v, o| ctx.decoded(k, v, o),
         );
+        let done = Clock::mono_now();
+        let st = &mut self.stats;
+        st.messages_timed += 1;
+        let capture = started.saturating_sub(m.ts_ns);
+        st.capture_ns_total = st.capture_ns_total.saturating_add(capture);
+        st.capture_ns_max = st.capture_ns_max.max(capture);
+        let work = done.saturating_sub(started);
+        st.decode_detect_ns_total = st.decode_detect_ns_total.saturating_add(work);
+        st.decode_detect_ns_max = st.decode_detect_ns_max.max(work);
         self.flush_lines().await;
     }
 

@@ -322,6 +322,19 @@ pub struct PipelineStats {
     pub bytes: u64,
     /// Ring-buffer records rejected as malformed.
     pub record_errors: u64,
+    /// Per-stage latency: messages timed.
+    pub messages_timed: u64,
+    /// Sum and maximum of the time from the SSL call's return to its message
+    /// reaching the decoder (capture, ring buffer, reassembly), ns.
+    pub capture_ns_total: u64,
+    /// See `capture_ns_total`.
+    pub capture_ns_max: u64,
+    /// Sum and maximum of the time decoding and detection took per message, ns.
+    pub decode_detect_ns_total: u64,
+    /// See `decode_detect_ns_total`.
+    pub decode_detect_ns_max: u64,
+    /// Time spent waiting for the sinks' queue (backpressure), ns.
+    pub sink_wait_ns_total: u64,
 }
 
 /// Attachment summary.
