@@ -178,6 +178,17 @@ impl Detection {
         self.update_stats();
     }
 
+    /// The values of facts an alert names (to keep them out of its context).
+    pub fn values_of(&self, facts: &[FactRef]) -> Vec<String> {
+        self.facts
+            .facts()
+            .iter()
+            .chain(self.process_facts.iter())
+            .filter(|f| facts.iter().any(|r| r.kind == f.kind && r.name == f.name))
+            .map(|f| f.value.clone())
+            .collect()
+    }
+
     /// Loads the rules again (SIGHUP); on error the running rules stay.
     pub fn reload_rules(&mut self, cfg: &DetectCfg) -> anyhow::Result<usize> {
         let rules = load_rules(cfg)?;

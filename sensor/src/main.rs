@@ -77,6 +77,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert native events (JSON lines on stdin) to OCSF or ECS, as a sink
+    /// with that format would send them; events without a mapping are skipped.
+    Convert {
+        /// Target format.
+        #[arg(long = "to", value_enum)]
+        to: ConvertTo,
+    },
     /// Run detection offline over recorded traffic (no root needed).
     ///
     /// FILEs are request bodies (JSON), JSON lines of the sensor's tls.data or
@@ -94,6 +101,15 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// Output formats `telltale convert` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ConvertTo {
+    /// OCSF (Detection Finding for alerts, HTTP Activity for http events).
+    Ocsf,
+    /// Elastic Common Schema.
+    Ecs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +197,28 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Targets { json } => run::print_targets(&cfg, json),
         Command::Rules(cmd) => rules_command(&cfg, cmd),
+        Command::Convert { to } => {
+            use std::io::BufRead as _;
+            let format = match to {
+                ConvertTo::Ocsf => telltale::deliver::format::Format::Ocsf,
+                ConvertTo::Ecs => telltale::deliver::format::Format::Ecs,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for (i, line) in std::io::stdin().lock().lines().enumerate() {
+                let line = line.context("reading stdin")?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let native: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("line {}: not JSON", i + 1))?;
+                if let Some(v) = telltale::deliver::format::render(format, &native) {
+                    writeln!(out, "{}", serde_json::to_string(&v)?)?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
         Command::Facts { json } => {
             let facts = telltale::facts::collect(&telltale::facts::Sources::host());
             if json {

@@ -236,10 +236,11 @@ impl Ctx {
         }
         let tls = self.conn_out(&a.conn);
         let (flow_id, community_id) = tls.socket.flow();
+        let values = self.detection.values_of(&a.alert.facts);
         let body = AlertEvent {
             flow_id,
             community_id,
-            process: self.process(a.conn.pid),
+            process: self.process(a.conn.pid).without(&values),
             tls,
             request: a.request,
             alert: a.alert,

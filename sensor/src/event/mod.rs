@@ -93,6 +93,9 @@ pub fn rfc3339(unix_ns: i128) -> String {
 pub enum ProcessOut {
     /// The cached context.
     Context(std::sync::Arc<ProcessContext>),
+    /// The context with values removed (alerts mask the matched values in the
+    /// command line too).
+    Redacted(serde_json::Value),
     /// What the kernel reported with the call.
     Minimal {
         /// Process id.
@@ -109,6 +112,7 @@ impl Serialize for ProcessOut {
                 Some(raw) => raw.serialize(s),
                 None => ctx.serialize(s),
             },
+            Self::Redacted(v) => v.serialize(s),
             Self::Minimal { pid, comm } => {
                 use serde::ser::SerializeMap;
                 let mut m = s.serialize_map(Some(2))?;
@@ -369,6 +373,32 @@ pub struct Status {
     pub detect: crate::detection::DetectStats,
     /// Per sink: delivered, spooled, dropped, queue depth, health.
     pub sinks: Vec<telltale::deliver::worker::SinkStats>,
+}
+
+impl ProcessOut {
+    /// This context with every occurrence of `values` in its command line
+    /// replaced by `[REDACTED]`: a value an alert matched in a request must not
+    /// come back in clear through the command line that carried it.
+    pub fn without(self, values: &[String]) -> Self {
+        if values.is_empty() {
+            return self;
+        }
+        let Ok(mut v) = serde_json::to_value(&self) else {
+            return self;
+        };
+        if let Some(args) = v.get_mut("cmdline").and_then(|c| c.as_array_mut()) {
+            for a in args.iter_mut() {
+                if let Some(text) = a.as_str() {
+                    let mut t = text.to_owned();
+                    for value in values.iter().filter(|x| x.len() >= 3) {
+                        t = t.replace(value.as_str(), "[REDACTED]");
+                    }
+                    *a = serde_json::Value::String(t);
+                }
+            }
+        }
+        Self::Redacted(v)
+    }
 }
 
 /// The delivery level of an event: alerts by their severity, decode errors low,
