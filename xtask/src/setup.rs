@@ -38,6 +38,8 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     // Event sinks' integration tests run against the real servers.
     "rsyslog",
+    // rsyslog's TLS (gtls) stream driver, for the syslog sink's TLS test.
+    "rsyslog-gnutls",
     "nats-server",
     // rdkafka builds librdkafka with cmake.
     "cmake",
