@@ -12,10 +12,10 @@
 
 pub mod file;
 pub mod format;
-pub mod spool;
 pub mod kafka;
 pub mod nats;
 pub mod sinks;
+pub mod spool;
 pub mod syslog;
 pub mod webhook;
 pub mod worker;
