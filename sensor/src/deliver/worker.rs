@@ -458,13 +458,18 @@ mod tests {
         let t = Flaky::default();
         let spool = Spool::open(&dir, 1 << 30).unwrap();
         let sink = Sink::start("t", Box::new(t.clone()), Some(spool), LIMITS).unwrap();
-        for i in 0..300 {
-            if i == 100 {
-                t.down.store(true, Ordering::SeqCst);
-            }
-            if i == 250 {
-                t.down.store(false, Ordering::SeqCst);
-            }
+        for i in 0..100 {
+            sink.offer(rec(i));
+        }
+        wait_for(|| t.got.lock().unwrap().len() >= 100);
+        // Down: the worker fails, the queue (50) fills, the rest spills to disk.
+        t.down.store(true, Ordering::SeqCst);
+        for i in 100..250 {
+            sink.offer(rec(i));
+        }
+        wait_for(|| sink.stats().failures > 0);
+        t.down.store(false, Ordering::SeqCst);
+        for i in 250..300 {
             sink.offer(rec(i));
         }
         wait_for(|| t.got.lock().unwrap().len() >= 300);
