@@ -488,10 +488,11 @@ enum Detected {
 
 fn detect(kept: &[(Direction, Vec<u8>, u64, bool)]) -> Detected {
     let mut undecided = false;
+    let mut frames_only: Option<Direction> = None;
+    let mut seen = 0;
     for dir in [Direction::Egress, Direction::Ingress] {
         let mut first = Vec::new();
-        for (d, b, _, _) in kept.iter().filter(|(d, ..)| *d == dir) {
-            let _ = d;
+        for (_, b, _, _) in kept.iter().filter(|(d, ..)| *d == dir) {
             first.extend_from_slice(&b[..b.len().min(DETECT_BYTES - first.len())]);
             if first.len() >= DETECT_BYTES {
                 break;
@@ -500,6 +501,7 @@ fn detect(kept: &[(Direction, Vec<u8>, u64, bool)]) -> Detected {
         if first.is_empty() {
             continue;
         }
+        seen += 1;
         // The end that sends the preface or a request line is the client.
         let role = |sends_requests: bool| match (dir, sends_requests) {
             (Direction::Egress, true) | (Direction::Ingress, false) => Side::Client,
@@ -510,22 +512,32 @@ fn detect(kept: &[(Direction, Vec<u8>, u64, bool)]) -> Detected {
             Class::RequestLine => return Detected::Http1(role(true)),
             Class::StatusLine => return Detected::Http1(role(false)),
             Class::Maybe => undecided = true,
-            Class::MidHttp2 => {
-                return Detected::Other(Some(
-                    "joined an HTTP/2 connection after its start; its header compression state \
-                     is unknown, so it is not decoded"
-                        .into(),
-                ));
-            }
+            Class::MidHttp2 => frames_only = Some(dir),
             Class::No => {}
         }
     }
     if undecided {
-        Detected::NeedMore
-    } else {
-        Detected::Other(None)
+        return Detected::NeedMore;
     }
+    if frames_only.is_some() {
+        // A server may write its SETTINGS before its read of the client's
+        // preface returns: wait for the other direction, within a bound.
+        let held: usize = kept.iter().map(|(_, b, _, _)| b.len()).sum();
+        if seen < 2 && held < DETECT_HOLD_BYTES {
+            return Detected::NeedMore;
+        }
+        return Detected::Other(Some(
+            "joined an HTTP/2 connection after its start; its header compression state \
+             is unknown, so it is not decoded"
+                .into(),
+        ));
+    }
+    Detected::Other(None)
 }
+
+/// Bytes of one direction held while waiting for the other to show how the
+/// connection started.
+const DETECT_HOLD_BYTES: usize = 64 * 1024;
 
 enum Class {
     Preface,

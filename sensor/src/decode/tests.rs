@@ -464,3 +464,33 @@ fn non_http_connections_are_ignored_quietly() {
     let seen = replay(&c, 0, Limits::default());
     assert!(seen.exchanges.is_empty() && seen.errors.is_empty());
 }
+
+#[test]
+fn a_server_whose_settings_precede_the_clients_preface_is_decoded() {
+    // The server end of httpx's connection, with the server's first write
+    // (its SETTINGS) captured before its first read (the client's preface).
+    let mut conns = capture("httpx_h2");
+    for rec in conns.values_mut() {
+        for (dir, _) in &mut rec.calls {
+            *dir = match dir {
+                Direction::Egress => Direction::Ingress,
+                Direction::Ingress => Direction::Egress,
+            };
+        }
+        let first_server_write = rec
+            .calls
+            .iter()
+            .position(|(d, _)| *d == Direction::Egress)
+            .expect("a server write");
+        let w = rec.calls.remove(first_server_write);
+        rec.calls.insert(0, w);
+    }
+    let seen = replay(&conns, 0, Limits::default());
+    assert_eq!(seen.errors, vec![]);
+    assert_eq!(seen.exchanges.len(), 2);
+    assert!(
+        seen.exchanges
+            .iter()
+            .all(|(_, v, _)| v.role == Some(Side::Server))
+    );
+}
