@@ -127,6 +127,9 @@ file = {{ path = "{file}" }}
 [[sinks]]
 name = "collector"
 max_backoff_secs = 1
+# A small memory queue, so that the outage outlasts it and the spool is used.
+queue = 4
+queue_bytes = 65536
 webhook = {{ url = "http://127.0.0.1:{port}/ingest", max_batch = 50 }}
 "#,
             state = tmp.path().join("state").display(),
