@@ -13,7 +13,7 @@ pub use tls::*;
 
 /// Version of the record layouts in this crate. Carried in every record header so
 /// that user space refuses records from a kernel object built from other sources.
-pub const ABI_VERSION: u16 = 1;
+pub const ABI_VERSION: u16 = 2;
 
 /// Length of a task's `comm` as the kernel stores it (including the NUL).
 pub const COMM_LEN: usize = 16;

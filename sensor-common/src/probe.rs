@@ -28,6 +28,8 @@ pub mod reg {
     pub const RDI: u8 = 7;
     /// `r8`; `r9`…`r15` follow.
     pub const R8: u8 = 8;
+    /// `r14`: the current goroutine (`g`) under Go's register ABI.
+    pub const R14: u8 = 14;
     /// Number of registers.
     pub const COUNT: u8 = 16;
 }

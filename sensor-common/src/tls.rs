@@ -28,11 +28,11 @@ pub const DEFAULT_RING_BYTES: u32 = 64 * 1024 * 1024;
 /// across all threads of the host.
 pub const MAX_ACTIVE_CALLS: u32 = 65_536;
 
-/// The SSL-library function a chunk was captured from.
+/// The TLS-library function a chunk was captured from.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsFunction {
-    /// `int SSL_write(SSL *ssl, const void *buf, int num)`
+    /// `int SSL_write(SSL *ssl, const void *buf, int num)` (OpenSSL, BoringSSL)
     SslWrite = 1,
     /// `int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written)`
     SslWriteEx = 2,
@@ -40,43 +40,106 @@ pub enum TlsFunction {
     SslRead = 3,
     /// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`
     SslReadEx = 4,
+    /// `ssize_t gnutls_record_send(gnutls_session_t, const void *data, size_t)`
+    GnutlsRecordSend = 5,
+    /// `ssize_t gnutls_record_recv(gnutls_session_t, void *data, size_t)`
+    GnutlsRecordRecv = 6,
+    /// `PRInt32 PR_Write(PRFileDesc *fd, const void *buf, PRInt32 amount)`
+    /// (NSPR; captured only for file descriptors whose top layer is NSS's SSL)
+    PrWrite = 7,
+    /// `PRInt32 PR_Read(PRFileDesc *fd, void *buf, PRInt32 amount)`
+    PrRead = 8,
+    /// `PRInt32 PR_Send(PRFileDesc *fd, const void *buf, PRInt32 amount, …)`
+    PrSend = 9,
+    /// `PRInt32 PR_Recv(PRFileDesc *fd, void *buf, PRInt32 amount, …)`
+    PrRecv = 10,
+    /// Go's `func (c *tls.Conn) Write(b []byte) (int, error)` (register ABI)
+    GoWrite = 11,
+    /// Go's `func (c *tls.Conn) Read(b []byte) (int, error)` (register ABI)
+    GoRead = 12,
+}
+
+/// How a function reports the number of bytes it transferred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsResult {
+    /// An `int`: the byte count when > 0.
+    Int,
+    /// `_ex` style: returns 1 on success, the count is in a `size_t *` argument.
+    IntWithCountOut,
+    /// A `ssize_t`: the byte count when > 0.
+    Ssize,
 }
 
 impl TlsFunction {
-    /// All functions, in attach order.
-    pub const ALL: [Self; 4] = [
+    /// OpenSSL's (and BoringSSL's) functions, in attach order.
+    pub const OPENSSL: [Self; 4] = [
         Self::SslWrite,
         Self::SslWriteEx,
         Self::SslRead,
         Self::SslReadEx,
     ];
 
+    /// GnuTLS's functions.
+    pub const GNUTLS: [Self; 2] = [Self::GnutlsRecordSend, Self::GnutlsRecordRecv];
+
+    /// NSPR's I/O functions, through which NSS's SSL layer is used.
+    pub const NSPR: [Self; 4] = [Self::PrWrite, Self::PrRead, Self::PrSend, Self::PrRecv];
+
+    /// Go's crypto/tls methods.
+    pub const GO: [Self; 2] = [Self::GoWrite, Self::GoRead];
+
     /// Decodes a function id from a record.
     pub const fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            1 => Some(Self::SslWrite),
-            2 => Some(Self::SslWriteEx),
-            3 => Some(Self::SslRead),
-            4 => Some(Self::SslReadEx),
-            _ => None,
-        }
+        Some(match v {
+            1 => Self::SslWrite,
+            2 => Self::SslWriteEx,
+            3 => Self::SslRead,
+            4 => Self::SslReadEx,
+            5 => Self::GnutlsRecordSend,
+            6 => Self::GnutlsRecordRecv,
+            7 => Self::PrWrite,
+            8 => Self::PrRead,
+            9 => Self::PrSend,
+            10 => Self::PrRecv,
+            11 => Self::GoWrite,
+            12 => Self::GoRead,
+            _ => return None,
+        })
     }
 
-    /// The exported symbol name of the function.
+    /// The function's symbol name (for Go, its name in the `.gopclntab`).
     pub const fn symbol(self) -> &'static str {
         match self {
             Self::SslWrite => "SSL_write",
             Self::SslWriteEx => "SSL_write_ex",
             Self::SslRead => "SSL_read",
             Self::SslReadEx => "SSL_read_ex",
+            Self::GnutlsRecordSend => "gnutls_record_send",
+            Self::GnutlsRecordRecv => "gnutls_record_recv",
+            Self::PrWrite => "PR_Write",
+            Self::PrRead => "PR_Read",
+            Self::PrSend => "PR_Send",
+            Self::PrRecv => "PR_Recv",
+            Self::GoWrite => "crypto/tls.(*Conn).Write",
+            Self::GoRead => "crypto/tls.(*Conn).Read",
         }
     }
 
     /// Direction of the plaintext this function carries.
     pub const fn direction(self) -> Direction {
         match self {
-            Self::SslWrite | Self::SslWriteEx => Direction::Egress,
-            Self::SslRead | Self::SslReadEx => Direction::Ingress,
+            Self::SslWrite
+            | Self::SslWriteEx
+            | Self::GnutlsRecordSend
+            | Self::PrWrite
+            | Self::PrSend
+            | Self::GoWrite => Direction::Egress,
+            Self::SslRead
+            | Self::SslReadEx
+            | Self::GnutlsRecordRecv
+            | Self::PrRead
+            | Self::PrRecv
+            | Self::GoRead => Direction::Ingress,
         }
     }
 
@@ -84,6 +147,18 @@ impl TlsFunction {
     /// count through a `size_t *` argument.
     pub const fn is_ex(self) -> bool {
         matches!(self, Self::SslWriteEx | Self::SslReadEx)
+    }
+
+    /// How the function reports its byte count (Go's is an `int` in `rax` at
+    /// its return instructions).
+    pub const fn result(self) -> TlsResult {
+        match self {
+            Self::SslWriteEx | Self::SslReadEx => TlsResult::IntWithCountOut,
+            Self::GnutlsRecordSend | Self::GnutlsRecordRecv | Self::GoWrite | Self::GoRead => {
+                TlsResult::Ssize
+            }
+            _ => TlsResult::Int,
+        }
     }
 }
 
@@ -198,6 +273,56 @@ pub const SSL_CTRL_SET_TLSEXT_HOSTNAME: i32 = 55;
 /// Longest server name captured (DNS names are at most 253 bytes).
 pub const SERVER_NAME_MAX: usize = 256;
 
+/// Name of GnuTLS's session destructor: the end of a connection.
+pub const GNUTLS_DEINIT_SYMBOL: &str = "gnutls_deinit";
+
+/// `int gnutls_server_name_set(session, type, const void *name, size_t len)`:
+/// the server name a GnuTLS client sends (not NUL-terminated).
+pub const GNUTLS_SNI_SYMBOL: &str = "gnutls_server_name_set";
+
+/// `GNUTLS_NAME_DNS`, the only name type `gnutls_server_name_set` defines.
+pub const GNUTLS_NAME_DNS: u64 = 1;
+
+/// `PRFileDesc *SSL_ImportFD(PRFileDesc *model, PRFileDesc *fd)` (NSS's libssl3):
+/// pushes the SSL layer on top of `fd` and returns `fd`, whose top layer then
+/// has the SSL layer's identity. Its return teaches the kernel that identity.
+pub const NSS_IMPORT_SYMBOL: &str = "SSL_ImportFD";
+
+/// `SECStatus SSL_SetURL(PRFileDesc *fd, const char *url)`: the server name an
+/// NSS client checks and sends.
+pub const NSS_SET_URL_SYMBOL: &str = "SSL_SetURL";
+
+/// `PRStatus PR_Close(PRFileDesc *fd)`: the end of an NSS connection when `fd`
+/// is an SSL layer.
+pub const NSPR_CLOSE_SYMBOL: &str = "PR_Close";
+
+/// Offset of `PRDescIdentity identity` in NSPR's `struct PRFileDesc` on LP64
+/// (`methods`, `secret`, `lower`, `higher`, `dtor` are five pointers before it;
+/// prio.h, unchanged since NSPR 4.0).
+pub const NSPR_IDENTITY_OFFSET: u64 = 40;
+
+/// Offsets followed from Go's `*tls.Conn` (in `rax` at `Read`/`Write`) to the
+/// socket descriptor: `tls.Conn.conn` is a `net.Conn` interface whose data word
+/// (at +8) points at a `net.TCPConn`, whose first field (`conn.fd`) points at a
+/// `net.netFD`, which starts with `poll.FD { fdmu fdMutex (16 bytes); Sysfd int }`.
+/// Stable since Go 1.9. The result is used only when the kernel confirms that
+/// the descriptor is a socket.
+pub const GO_CONN_OFFSETS: [u64; 3] = [8, 0, 16];
+
+/// Key of a Go call in flight: goroutines move between threads, so Go's entry
+/// state is keyed by the goroutine (`g`, in `r14` under the register ABI)
+/// instead of the thread.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoCallKey {
+    /// Process id.
+    pub pid: u32,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// Address of the goroutine's `runtime.g`.
+    pub g: u64,
+}
+
 /// Emitted when a client sets the server name (SNI) of a connection.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -260,6 +385,9 @@ pub enum FdSource {
     /// The thread's first write after an `SSL_write` that made no syscall
     /// (memory-BIO stacks: encrypt first, then write the socket).
     FollowingWrite = 3,
+    /// Read from the library's own connection object (Go's `tls.Conn` holds its
+    /// `net.Conn`, whose `netFD` holds the descriptor).
+    ConnObject = 4,
 }
 
 impl FdSource {
@@ -269,6 +397,7 @@ impl FdSource {
             1 => Self::Nested,
             2 => Self::PrecedingRead,
             3 => Self::FollowingWrite,
+            4 => Self::ConnObject,
             _ => Self::Unknown,
         }
     }
@@ -461,4 +590,5 @@ mod user {
     unsafe impl aya::Pod for super::ServerNameRecord {}
     unsafe impl aya::Pod for super::FdBindRecord {}
     unsafe impl aya::Pod for super::SockOffsets {}
+    unsafe impl aya::Pod for super::GoCallKey {}
 }

@@ -14,6 +14,7 @@ mod counters;
 mod io;
 mod lifecycle;
 mod sock;
+mod stacks;
 mod tls;
 
 #[cfg(not(test))]

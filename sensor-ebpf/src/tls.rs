@@ -18,7 +18,7 @@ use sensor_common::{
     ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, ConnCloseRecord, Counter,
     FD_CORRELATION_WINDOW_NS, FdSource, MAX_ACTIVE_CALLS, MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS,
     MAX_WATCHED_PROCESSES, RecordKind, SSL_CTRL_SET_TLSEXT_HOSTNAME, ServerNameRecord,
-    TAIL_BUCKETS, ThreadIo, TlsChunkHeader, TlsFunction,
+    TAIL_BUCKETS, ThreadIo, TlsChunkHeader, TlsFunction, TlsResult,
     probe::{EntryCookie, ReturnCookie, cookie_target},
 };
 
@@ -85,7 +85,7 @@ struct Chunk<const N: usize> {
 }
 
 #[inline(always)]
-fn attach_cookie<C: EbpfContext>(ctx: &C) -> u64 {
+pub(crate) fn attach_cookie<C: EbpfContext>(ctx: &C) -> u64 {
     // SAFETY: reading a constant global; volatile keeps the compiler from folding it.
     if unsafe { core::ptr::read_volatile(&raw const TELLTALE_USE_COOKIE) } != 0 {
         // SAFETY: ctx is the program's context pointer.
@@ -98,7 +98,7 @@ fn attach_cookie<C: EbpfContext>(ctx: &C) -> u64 {
 /// Reads general-purpose register `n` (hardware numbering) of the probed task.
 #[cfg(bpf_target_arch = "x86_64")]
 #[inline(always)]
-fn reg(ctx: &ProbeContext, n: u8) -> u64 {
+pub(crate) fn reg(ctx: &ProbeContext, n: u8) -> u64 {
     // The verifier only allows fixed-offset loads from the context, and the
     // compiler would turn a `match` on `n` into one load at a computed offset.
     // So: copy the registers with volatile fixed-offset loads (which cannot be
@@ -128,7 +128,7 @@ fn reg(ctx: &ProbeContext, n: u8) -> u64 {
 }
 
 #[inline(always)]
-fn enter(ctx: &ProbeContext, function: TlsFunction) {
+pub(crate) fn enter(ctx: &ProbeContext, function: TlsFunction) {
     let cookie = attach_cookie(ctx);
     // Probes placed past the first instruction learn from their cookie where
     // the arguments are; other architectures only use first-instruction probes.
@@ -147,29 +147,37 @@ fn enter(ctx: &ProbeContext, function: TlsFunction) {
         )
     };
     let len_out = if function.is_ex() { len_out } else { 0 };
-    let call = ActiveCall {
-        conn,
-        buf,
-        len_out,
-        target: cookie_target(cookie),
-        function: function as u8,
-        _pad: [0; 3],
-        fd: -1,
-    };
-    let id = bpf_get_current_pid_tgid();
+    store_call(
+        bpf_get_current_pid_tgid(),
+        &ActiveCall {
+            conn,
+            buf,
+            len_out,
+            target: cookie_target(cookie),
+            function: function as u8,
+            _pad: [0; 3],
+            fd: -1,
+        },
+    );
+}
+
+/// Remembers a call of thread `id` for its return probe and marks its process
+/// as watched for the syscall tracepoints.
+#[inline(always)]
+pub(crate) fn store_call(id: u64, call: &ActiveCall) {
     let tgid = (id >> 32) as u32;
     // SAFETY: only checks presence.
     if unsafe { WATCHED.get(&tgid) }.is_none() {
         let _ = WATCHED.insert(&tgid, &1, 0);
     }
-    if ACTIVE.insert(&id, &call, 0).is_err() {
+    if ACTIVE.insert(&id, call, 0).is_err() {
         counters::add(Counter::ActiveFull, 1);
     }
 }
 
 /// Takes this thread's entry state for `function`.
 #[inline(always)]
-fn take_call(id: u64, function: TlsFunction) -> Option<ActiveCall> {
+pub(crate) fn take_call(id: u64, function: TlsFunction) -> Option<ActiveCall> {
     // SAFETY: the value is copied out before the entry is removed.
     let Some(call) = (unsafe { ACTIVE.get(&id) }).copied() else {
         counters::add(Counter::OrphanReturns, 1);
@@ -186,30 +194,41 @@ fn take_call(id: u64, function: TlsFunction) -> Option<ActiveCall> {
 
 /// Return probe (uretprobe) of any of the four functions.
 #[inline(always)]
-fn exit(ctx: &RetProbeContext, function: TlsFunction) {
+pub(crate) fn exit(ctx: &RetProbeContext, function: TlsFunction) {
     let id = bpf_get_current_pid_tgid();
     let Some(call) = take_call(id, function) else {
         return;
     };
-    // All four functions return `int`; the upper half of rax is undefined.
-    let ret = ctx.ret::<u64>() as i32;
-    let len = if function.is_ex() {
-        if ret != 1 || call.len_out == 0 {
-            return;
-        }
-        // SAFETY: bpf_probe_read_user validates the user pointer.
-        match unsafe { aya_ebpf::helpers::bpf_probe_read_user(call.len_out as *const u64) } {
-            Ok(n) => n,
-            Err(_) => {
-                counters::add(Counter::ReadFaults, 1);
+    let ret = ctx.ret::<u64>();
+    let len = match function.result() {
+        TlsResult::IntWithCountOut => {
+            // `int` 1 on success; the upper half of rax is undefined.
+            if ret as i32 != 1 || call.len_out == 0 {
                 return;
             }
+            // SAFETY: bpf_probe_read_user validates the user pointer.
+            match unsafe { aya_ebpf::helpers::bpf_probe_read_user(call.len_out as *const u64) } {
+                Ok(n) => n,
+                Err(_) => {
+                    counters::add(Counter::ReadFaults, 1);
+                    return;
+                }
+            }
         }
-    } else {
-        if ret <= 0 {
-            return;
+        TlsResult::Int => {
+            let n = ret as i32;
+            if n <= 0 {
+                return;
+            }
+            n as u64
         }
-        ret as u64
+        TlsResult::Ssize => {
+            let n = ret as i64;
+            if n <= 0 {
+                return;
+            }
+            n as u64
+        }
     };
     emit_call(id, &call, function, len);
 }
@@ -250,7 +269,7 @@ fn return_site(_ctx: &ProbeContext, _function: TlsFunction) {}
 
 /// Emits the `len` bytes a successful call transferred.
 #[inline(always)]
-fn emit_call(id: u64, call: &ActiveCall, function: TlsFunction, len: u64) {
+pub(crate) fn emit_call(id: u64, call: &ActiveCall, function: TlsFunction, len: u64) {
     if len == 0 {
         return;
     }
@@ -289,8 +308,15 @@ fn emit_call(id: u64, call: &ActiveCall, function: TlsFunction, len: u64) {
 #[inline(always)]
 fn socket_of(id: u64, call: &ActiveCall, function: TlsFunction, now: u64) -> (i32, FdSource) {
     let (pid, tid) = ((id >> 32) as u32, id as u32);
-    if call.fd >= 0 && crate::sock::bind(pid, tid, call.conn, call.fd, FdSource::Nested) {
-        return (call.fd, FdSource::Nested);
+    let source = match function {
+        TlsFunction::GoWrite | TlsFunction::GoRead => FdSource::ConnObject,
+        _ => FdSource::Nested,
+    };
+    if call.fd >= 0 && crate::sock::bind(pid, tid, call.conn, call.fd, source) {
+        return (call.fd, source);
+    }
+    if source == FdSource::ConnObject {
+        return (-1, FdSource::Unknown);
     }
     let io = THREAD_IO.get_ptr_mut(&tid);
     match function.direction() {
@@ -405,18 +431,24 @@ fn emit_chunk<const N: usize>(hdr: &TlsChunkHeader, buf: u64, off: u64, len: u32
     true
 }
 
-/// `void SSL_free(SSL *ssl)`: the connection ends; its address may be reused.
+/// `void SSL_free(SSL *ssl)` (and `gnutls_deinit(session)`): the connection
+/// ends; its address may be reused.
 #[uprobe]
 pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
     let conn: u64 = ctx.arg(0).unwrap_or(0);
-    if conn == 0 {
-        return 0;
+    if conn != 0 {
+        emit_close(bpf_get_current_pid_tgid(), conn);
     }
-    let id = bpf_get_current_pid_tgid();
+    0
+}
+
+/// Tells user space that connection `conn` of thread `id`'s process ended.
+#[inline(always)]
+pub(crate) fn emit_close(id: u64, conn: u64) {
     crate::sock::forget((id >> 32) as u32, conn);
     let Some(mut entry) = EVENTS.reserve::<ConnCloseRecord>(0) else {
         counters::add(Counter::LostRecords, 1);
-        return 0;
+        return;
     };
     entry.write(ConnCloseRecord {
         kind: RecordKind::ConnClose as u16,
@@ -430,7 +462,6 @@ pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
     });
     entry.submit(wakeup_flags(size_of::<ConnCloseRecord>()));
     counters::add(Counter::Records, 1);
-    0
 }
 
 /// `SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name, name)`:
@@ -442,20 +473,27 @@ pub fn ssl_ctrl_enter(ctx: ProbeContext) -> u32 {
     if cmd as i32 != SSL_CTRL_SET_TLSEXT_HOSTNAME || name_type != 0 {
         return 0;
     }
-    let conn: u64 = ctx.arg(0).unwrap_or(0);
-    let name: u64 = ctx.arg(3).unwrap_or(0);
-    if conn == 0 || name == 0 {
-        return 0;
+    emit_server_name(ctx.arg(0).unwrap_or(0), ctx.arg(3).unwrap_or(0), None);
+    0
+}
+
+/// Emits the server name at user address `name` for connection `conn`: a
+/// NUL-terminated string, or `len` bytes when given.
+#[inline(always)]
+pub(crate) fn emit_server_name(conn: u64, name: u64, len: Option<u64>) {
+    if conn == 0 || name == 0 || len == Some(0) {
+        return;
     }
     let Some(mut entry) = EVENTS.reserve::<ServerNameRecord>(0) else {
         counters::add(Counter::LostRecords, 1);
-        return 0;
+        return;
     };
     let rec = entry.as_mut_ptr();
     let id = bpf_get_current_pid_tgid();
-    // SAFETY: `rec` points at a reserved record; the helper bounds the copy by
-    // the destination's size and validates the user pointer.
-    let len = unsafe {
+    const MAX: u64 = sensor_common::SERVER_NAME_MAX as u64 - 1;
+    // SAFETY: `rec` points at a reserved record; the copies are bounded by the
+    // destination's size and the helpers validate the user pointer.
+    let copied: i64 = unsafe {
         (&raw mut (*rec).kind).write(RecordKind::ServerName as u16);
         (&raw mut (*rec).abi).write(ABI_VERSION);
         (&raw mut (*rec)._pad).write(0);
@@ -463,22 +501,36 @@ pub fn ssl_ctrl_enter(ctx: ProbeContext) -> u32 {
         (&raw mut (*rec).pid).write((id >> 32) as u32);
         (&raw mut (*rec).tid).write(id as u32);
         (&raw mut (*rec).conn).write(conn);
-        aya_ebpf::helpers::generated::bpf_probe_read_user_str(
-            (&raw mut (*rec).name).cast::<c_void>(),
-            sensor_common::SERVER_NAME_MAX as u32,
-            name as *const c_void,
-        )
+        match len {
+            None => {
+                // Counts the NUL.
+                let n = aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+                    (&raw mut (*rec).name).cast::<c_void>(),
+                    sensor_common::SERVER_NAME_MAX as u32,
+                    name as *const c_void,
+                );
+                n - 1
+            }
+            Some(len) => {
+                let n = if len > MAX { MAX } else { len };
+                let rc = bpf_probe_read_user(
+                    (&raw mut (*rec).name).cast::<c_void>(),
+                    (n & MAX) as u32,
+                    name as *const c_void,
+                );
+                if rc == 0 { (n & MAX) as i64 } else { -1 }
+            }
+        }
     };
-    if len <= 0 {
+    if copied <= 0 {
         entry.discard(0);
         counters::add(Counter::ReadFaults, 1);
-        return 0;
+        return;
     }
-    // SAFETY: as above; len counts the NUL.
-    unsafe { (&raw mut (*rec).len).write((len - 1) as u16) };
+    // SAFETY: as above.
+    unsafe { (&raw mut (*rec).len).write(copied as u16) };
     entry.submit(wakeup_flags(size_of::<ServerNameRecord>()));
     counters::add(Counter::Records, 1);
-    0
 }
 
 macro_rules! probes {
@@ -515,4 +567,6 @@ probes! {
     ssl_write_ex_enter, ssl_write_ex_exit => TlsFunction::SslWriteEx;
     ssl_read_enter, ssl_read_exit => TlsFunction::SslRead;
     ssl_read_ex_enter, ssl_read_ex_exit => TlsFunction::SslReadEx;
+    gnutls_send_enter, gnutls_send_exit => TlsFunction::GnutlsRecordSend;
+    gnutls_recv_enter, gnutls_recv_exit => TlsFunction::GnutlsRecordRecv;
 }

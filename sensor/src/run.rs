@@ -21,7 +21,7 @@ use crate::{
     detection::{Alert, Detection},
     event::{
         self, AlertEvent, ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy,
-        PipelineStats, ProcessOut, Status, TargetStats, TlsData,
+        LibraryRef, PipelineStats, ProcessOut, Status, TargetStats, TlsData,
     },
     host::HostIdentity,
     process::ProcessCache,
@@ -66,7 +66,13 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
         println!("no TLS libraries or executables found");
     }
     for t in &targets {
-        println!("{} ({:?}, {})", t.path.display(), t.kind, t.library);
+        println!(
+            "{} ({:?}, {}, found by {})",
+            t.path.display(),
+            t.kind,
+            t.library.name(),
+            t.found_by
+        );
         for r in &t.reasons {
             println!("    why: {r}");
         }
@@ -78,10 +84,12 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
                 f.plan.describe()
             );
         }
-        if let Some(o) = t.free_offset {
+        for h in &t.hooks {
             println!(
-                "    {:<13} offset {o:#x}  entry: marks the end of a connection",
-                "SSL_free"
+                "    {:<13} offset {:#x}  {}",
+                h.symbol,
+                h.file_offset,
+                h.kind.describe()
             );
         }
     }
@@ -127,7 +135,7 @@ struct Ctx {
 /// A connection's description for decode events, from its latest message.
 #[derive(Debug, Clone)]
 struct ConnMeta {
-    library: Option<String>,
+    library: LibraryRef,
     server_name: Option<Arc<str>>,
     socket: SocketView,
 }
@@ -165,7 +173,7 @@ impl Ctx {
         match self.conns.get(key) {
             Some(m) => ConnOut::new(
                 key.to_string(),
-                m.library.clone(),
+                Some(&m.library),
                 m.server_name.as_deref(),
                 &m.socket,
             ),
@@ -279,14 +287,18 @@ impl Pipeline {
     }
 
     async fn message(&mut self, capture: &Capture, m: TlsMessage) {
-        let library = capture
-            .target_path(m.target)
-            .map(|p| p.display().to_string());
+        let library = match capture.target_of(m.target) {
+            Some((path, lib)) => LibraryRef {
+                kind: lib.name(),
+                path: Some(path.display().to_string()),
+            },
+            None => LibraryRef::from_function(m.function),
+        };
         if self.emit_data {
             let t = self.ctx.clock.to_unix_ns(m.ts_ns);
             let context = self.ctx.processes.get(m.key.pid);
             self.ctx
-                .line("tls.data", t, TlsData::new(&m, library.clone(), context));
+                .line("tls.data", t, TlsData::new(&m, &library, context));
         }
         self.ctx.conns.insert(
             m.key,

@@ -44,6 +44,13 @@ const PACKAGES: &[&str] = &[
     // rdkafka builds librdkafka with cmake.
     "cmake",
     "zlib1g-dev",
+    // TLS stacks besides OpenSSL, with real clients: GnuTLS (gnutls-cli, and
+    // git, whose HTTPS goes through libcurl-gnutls), NSS (tstclnt, certutil),
+    // Go (a crypto/tls client built in the tests).
+    "gnutls-bin",
+    "git",
+    "libnss3-tools",
+    "golang-go",
 ];
 
 const TRACE_PIPE: &str = "/sys/kernel/tracing/trace_pipe";

@@ -1,9 +1,10 @@
 //! Finding the TLS functions inside an ELF file.
 
-use std::{fs::File, path::Path};
+use std::{collections::HashMap, fs::File, path::Path};
 
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use sensor_common::TlsFunction;
+use serde::Serialize;
 
 use super::sites::{self, Plan};
 
@@ -22,15 +23,99 @@ pub struct FunctionSite {
     pub plan: Plan,
 }
 
+/// The TLS library family a target's functions belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Library {
+    /// OpenSSL (and API-compatible forks such as LibreSSL).
+    Openssl,
+    /// BoringSSL (Chromium, Bun, many Go-free native CLIs).
+    Boringssl,
+    /// GnuTLS.
+    Gnutls,
+    /// NSS, used through NSPR's I/O functions.
+    Nss,
+    /// Go's crypto/tls.
+    Go,
+}
+
+impl Library {
+    /// The name used in events and `telltale targets`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Openssl => "openssl",
+            Self::Boringssl => "boringssl",
+            Self::Gnutls => "gnutls",
+            Self::Nss => "nss",
+            Self::Go => "go",
+        }
+    }
+}
+
+/// A probe that is not on a read/write function: connection ends, server
+/// names, NSS's layer identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookKind {
+    /// Entry of a destructor taking the connection as its first argument
+    /// (`SSL_free`, `gnutls_deinit`).
+    ConnEnd,
+    /// Entry of `SSL_ctrl` (OpenSSL's `SSL_set_tlsext_host_name` macro).
+    SslCtrlSni,
+    /// Entry of a function taking (connection, NUL-terminated name): BoringSSL's
+    /// `SSL_set_tlsext_host_name`, NSS's `SSL_SetURL`.
+    SniArg1,
+    /// Entry of `gnutls_server_name_set`.
+    GnutlsSni,
+    /// Return of NSS's `SSL_ImportFD`: teaches the kernel the SSL layer's
+    /// identity, without which NSPR calls are not captured.
+    NssImport,
+    /// Entry of `PR_Close`: the end of an NSS connection.
+    NsprClose,
+}
+
+impl HookKind {
+    /// What the hook is for, in one line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ConnEnd => "entry: marks the end of a connection",
+            Self::SslCtrlSni | Self::SniArg1 | Self::GnutlsSni => {
+                "entry: the server name (SNI) a client sets"
+            }
+            Self::NssImport => "uretprobe: learns the SSL layer's identity (NSPR filter)",
+            Self::NsprClose => "entry: marks the end of an SSL-layer descriptor",
+        }
+    }
+}
+
+/// One auxiliary probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    /// What it does.
+    pub kind: HookKind,
+    /// The function's symbol.
+    pub symbol: &'static str,
+    /// Its file offset.
+    #[serde(serialize_with = "hex")]
+    pub file_offset: u64,
+}
+
+fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:#x}"))
+}
+
 /// What a file offers to hook.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSymbols {
-    /// The read/write functions; empty when the file is no TLS library.
+    /// The library family.
+    pub library: Library,
+    /// The read/write functions; empty for a file that only carries hooks
+    /// (NSS's libssl3, whose I/O goes through libnspr4).
     pub io: Vec<FunctionSite>,
-    /// File offset of `SSL_free`, which marks the end of a connection.
-    pub free_offset: Option<u64>,
-    /// File offset of `SSL_ctrl`, through which clients set the server name.
-    pub ctrl_offset: Option<u64>,
+    /// The auxiliary probes.
+    pub hooks: Vec<Hook>,
+    /// How the functions were found, in one line.
+    pub found_by: String,
 }
 
 /// Why a file could not be inspected.
@@ -57,11 +142,11 @@ pub enum ElfError {
 }
 
 /// The TLS functions an ELF file defines (in its dynamic or static symbol table),
-/// with their file offsets. Empty when the file carries no OpenSSL-compatible API.
+/// with their file offsets. `None` when the file carries no TLS API we hook.
 ///
-/// Both `SSL_write` and `SSL_read` must be present: a file defining only one of
-/// them is not a TLS library we understand, and half a connection would mislead.
-pub fn tls_functions(path: &Path) -> Result<TlsSymbols, ElfError> {
+/// Both directions must be present: a file defining only a write function is
+/// not a TLS library we understand, and half a connection would mislead.
+pub fn tls_functions(path: &Path) -> Result<Option<TlsSymbols>, ElfError> {
     let io = |source| ElfError::Io {
         path: path.display().to_string(),
         source,
@@ -76,57 +161,189 @@ pub fn tls_functions(path: &Path) -> Result<TlsSymbols, ElfError> {
     })
 }
 
+/// Names looked up in symbol tables.
+const WANTED: &[&str] = &[
+    "SSL_write",
+    "SSL_write_ex",
+    "SSL_read",
+    "SSL_read_ex",
+    sensor_common::SSL_FREE_SYMBOL,
+    sensor_common::SSL_CTRL_SYMBOL,
+    BORINGSSL_SNI_SYMBOL,
+    "gnutls_record_send",
+    "gnutls_record_recv",
+    sensor_common::GNUTLS_DEINIT_SYMBOL,
+    sensor_common::GNUTLS_SNI_SYMBOL,
+    "PR_Write",
+    "PR_Read",
+    "PR_Send",
+    "PR_Recv",
+    sensor_common::NSPR_CLOSE_SYMBOL,
+    sensor_common::NSS_IMPORT_SYMBOL,
+    sensor_common::NSS_SET_URL_SYMBOL,
+];
+
+/// A real function in BoringSSL (a macro over `SSL_ctrl` in OpenSSL): its
+/// presence tells the two apart.
+const BORINGSSL_SNI_SYMBOL: &str = "SSL_set_tlsext_host_name";
+
+/// A defined function symbol: address and size.
+type Sym = (u64, u64);
+
 /// [`tls_functions`] on the bytes of an ELF file.
-pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
+pub fn tls_functions_in(data: &[u8]) -> Result<Option<TlsSymbols>, object::Error> {
     let obj = object::File::parse(data)?;
-    let mut sites: Vec<FunctionSite> = Vec::new();
-    let mut free_offset = None;
-    let mut ctrl_offset = None;
+    let mut syms: HashMap<&'static str, Sym> = HashMap::new();
     for sym in obj.dynamic_symbols().chain(obj.symbols()) {
         if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
-        if name == sensor_common::SSL_FREE_SYMBOL && free_offset.is_none() {
-            free_offset = file_offset(&obj, sym.address());
-            continue;
+        if let Some(&wanted) = WANTED.iter().find(|w| **w == name) {
+            syms.entry(wanted).or_insert((sym.address(), sym.size()));
         }
-        if name == sensor_common::SSL_CTRL_SYMBOL && ctrl_offset.is_none() {
-            ctrl_offset = file_offset(&obj, sym.address());
-            continue;
-        }
-        let Some(function) = TlsFunction::ALL.into_iter().find(|f| f.symbol() == name) else {
-            continue;
-        };
-        if sites.iter().any(|s| s.function == function) {
-            continue;
-        }
-        let Some(file_offset) = file_offset(&obj, sym.address()) else {
-            continue;
-        };
-        sites.push(FunctionSite {
-            function,
-            vaddr: sym.address(),
-            file_offset,
-            size: sym.size(),
-            plan: Plan::EntryUretprobe {
-                first_insn: String::new(),
-                emulated: false,
-                reason: String::new(),
-            },
-        });
     }
-    // Plan each function on its own bytes (bounded by its symbol size; the
-    // analysis only looks at the first instructions anyway).
-    let code = |s: &FunctionSite| {
-        let len = if s.size == 0 { 256 } else { s.size.min(4096) };
-        let start = usize::try_from(s.file_offset).ok()?;
-        let end = start.checked_add(usize::try_from(len).ok()?)?;
-        data.get(start..end.min(data.len()))
+    let has = |n: &str| syms.contains_key(n);
+    if has("SSL_write") && has("SSL_read") {
+        let library = if has(BORINGSSL_SNI_SYMBOL) {
+            Library::Boringssl
+        } else {
+            Library::Openssl
+        };
+        let io: Vec<(TlsFunction, Sym)> = TlsFunction::OPENSSL
+            .into_iter()
+            .filter_map(|f| Some((f, *syms.get(f.symbol())?)))
+            .collect();
+        let hooks = [
+            (sensor_common::SSL_FREE_SYMBOL, HookKind::ConnEnd),
+            (sensor_common::SSL_CTRL_SYMBOL, HookKind::SslCtrlSni),
+            (BORINGSSL_SNI_SYMBOL, HookKind::SniArg1),
+        ];
+        return Ok(Some(TlsSymbols {
+            library,
+            io: openssl_sites(&obj, data, &io),
+            hooks: hooks_of(&obj, &syms, &hooks),
+            found_by: "symbol table".to_owned(),
+        }));
+    }
+    let plain = |fs: &[TlsFunction], library, hooks: &[(&'static str, HookKind)]| {
+        let io: Vec<FunctionSite> = fs
+            .iter()
+            .filter_map(|&f| {
+                let s = *syms.get(f.symbol())?;
+                entry_site(
+                    &obj,
+                    data,
+                    f,
+                    s,
+                    "the library's API functions are probed at entry",
+                )
+            })
+            .collect();
+        TlsSymbols {
+            library,
+            io,
+            hooks: hooks_of(&obj, &syms, hooks),
+            found_by: "symbol table".to_owned(),
+        }
     };
+    if has("gnutls_record_send") && has("gnutls_record_recv") {
+        return Ok(Some(plain(
+            &TlsFunction::GNUTLS,
+            Library::Gnutls,
+            &[
+                (sensor_common::GNUTLS_DEINIT_SYMBOL, HookKind::ConnEnd),
+                (sensor_common::GNUTLS_SNI_SYMBOL, HookKind::GnutlsSni),
+            ],
+        )));
+    }
+    if has("PR_Write") && has("PR_Read") {
+        return Ok(Some(plain(
+            &TlsFunction::NSPR,
+            Library::Nss,
+            &[(sensor_common::NSPR_CLOSE_SYMBOL, HookKind::NsprClose)],
+        )));
+    }
+    if has(sensor_common::NSS_IMPORT_SYMBOL) {
+        return Ok(Some(plain(
+            &[],
+            Library::Nss,
+            &[
+                (sensor_common::NSS_IMPORT_SYMBOL, HookKind::NssImport),
+                (sensor_common::NSS_SET_URL_SYMBOL, HookKind::SniArg1),
+            ],
+        )));
+    }
+    Ok(None)
+}
+
+/// The hooks among `wanted` that the file defines.
+fn hooks_of(
+    obj: &object::File<'_>,
+    syms: &HashMap<&'static str, Sym>,
+    wanted: &[(&'static str, HookKind)],
+) -> Vec<Hook> {
+    wanted
+        .iter()
+        .filter_map(|&(symbol, kind)| {
+            let (addr, _) = *syms.get(symbol)?;
+            Some(Hook {
+                kind,
+                symbol,
+                file_offset: file_offset(obj, addr)?,
+            })
+        })
+        .collect()
+}
+
+/// The bytes of a function (bounded: the analyses only look at its start).
+fn code_of<'d>(data: &'d [u8], s: &FunctionSite) -> Option<&'d [u8]> {
+    let len = if s.size == 0 { 256 } else { s.size.min(4096) };
+    let start = usize::try_from(s.file_offset).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    data.get(start..end.min(data.len()))
+}
+
+/// A function probed at its first instruction with a uretprobe.
+fn entry_site(
+    obj: &object::File<'_>,
+    data: &[u8],
+    function: TlsFunction,
+    (vaddr, size): Sym,
+    reason: &str,
+) -> Option<FunctionSite> {
+    let mut site = FunctionSite {
+        function,
+        vaddr,
+        file_offset: file_offset(obj, vaddr)?,
+        size,
+        plan: Plan::EntryUretprobe {
+            first_insn: "(not analysed)".to_owned(),
+            emulated: false,
+            reason: reason.to_owned(),
+        },
+    };
+    if obj.architecture() == object::Architecture::X86_64
+        && let Some(code) = code_of(data, &site)
+    {
+        site.plan = sites::entry_uretprobe(code, vaddr, reason);
+    }
+    Some(site)
+}
+
+/// Plans OpenSSL's functions (`io`: function and symbol) on their own bytes.
+pub(crate) fn openssl_sites(
+    obj: &object::File<'_>,
+    data: &[u8],
+    io: &[(TlsFunction, Sym)],
+) -> Vec<FunctionSite> {
+    let mut sites: Vec<FunctionSite> = io
+        .iter()
+        .filter_map(|&(f, s)| entry_site(obj, data, f, s, ""))
+        .collect();
     let callee_of = |f: TlsFunction| {
         let s = sites.iter().find(|s| s.function == f)?;
-        sites::first_call_target(code(s)?, s.vaddr)
+        sites::first_call_target(code_of(data, s)?, s.vaddr)
     };
     // The site analysis decodes x86-64 only; elsewhere every function keeps the
     // first-instruction plan.
@@ -139,7 +356,7 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
         .iter()
         .map(|s| {
             let sibling = callees.iter().find(|c| c.0 == s.function).and_then(|c| c.1);
-            match code(s) {
+            match code_of(data, s) {
                 Some(bytes) if x86_64 => sites::plan(s.function, bytes, s.vaddr, sibling),
                 _ => Plan::EntryUretprobe {
                     first_insn: "(not analysed)".to_owned(),
@@ -152,20 +369,12 @@ pub fn tls_functions_in(data: &[u8]) -> Result<TlsSymbols, object::Error> {
     for (site, plan) in sites.iter_mut().zip(plans) {
         site.plan = plan;
     }
-    let has = |f| sites.iter().any(|s| s.function == f);
-    if !(has(TlsFunction::SslWrite) && has(TlsFunction::SslRead)) {
-        return Ok(TlsSymbols::default());
-    }
     sites.sort_by_key(|s| s.function as u8);
-    Ok(TlsSymbols {
-        io: sites,
-        free_offset,
-        ctrl_offset,
-    })
+    sites
 }
 
 /// Converts a virtual address to a file offset through the loadable segments.
-fn file_offset(obj: &object::File<'_>, vaddr: u64) -> Option<u64> {
+pub(crate) fn file_offset(obj: &object::File<'_>, vaddr: u64) -> Option<u64> {
     obj.segments().find_map(|seg| {
         let (off, size) = seg.file_range();
         let start = seg.address();
@@ -190,8 +399,14 @@ mod tests {
             eprintln!("skipping: no system libssl.so.3 on this machine");
             return;
         };
-        let found = tls_functions(path).expect("libssl parses");
-        assert!(found.free_offset.is_some(), "SSL_free found");
+        let found = tls_functions(path)
+            .expect("libssl parses")
+            .expect("libssl is a TLS library");
+        assert_eq!(found.library, Library::Openssl);
+        assert!(
+            found.hooks.iter().any(|h| h.kind == HookKind::ConnEnd),
+            "SSL_free found"
+        );
         let sites = found.io;
         let names: Vec<_> = sites.iter().map(|s| s.function.symbol()).collect();
         assert_eq!(
@@ -233,7 +448,7 @@ mod tests {
         for f in &files {
             let data = std::fs::read(f).expect("read");
             let found = tls_functions_in(&data).expect("parses");
-            for s in &found.io {
+            for s in found.iter().flat_map(|f| &f.io) {
                 let Plan::EmulatedSites { entry, ret } = &s.plan else {
                     continue;
                 };
@@ -263,15 +478,52 @@ mod tests {
         );
     }
 
+    /// GnuTLS and NSS as Debian ships them (versioned symbols): both directions,
+    /// the destructor and the server-name setter are found.
+    #[test]
+    fn finds_gnutls_and_nss_functions() {
+        let dir = Path::new("/usr/lib/x86_64-linux-gnu");
+        let cases: [(&str, Library, &[&str], &[HookKind]); 3] = [
+            (
+                "libgnutls.so.30",
+                Library::Gnutls,
+                &["gnutls_record_send", "gnutls_record_recv"],
+                &[HookKind::ConnEnd, HookKind::GnutlsSni],
+            ),
+            (
+                "libnspr4.so",
+                Library::Nss,
+                &["PR_Write", "PR_Read", "PR_Send", "PR_Recv"],
+                &[HookKind::NsprClose],
+            ),
+            (
+                "libssl3.so",
+                Library::Nss,
+                &[],
+                &[HookKind::NssImport, HookKind::SniArg1],
+            ),
+        ];
+        for (file, library, functions, hooks) in cases {
+            let path = dir.join(file);
+            if !path.exists() {
+                eprintln!("skipping {file}: not installed here");
+                continue;
+            }
+            let found = tls_functions(&path)
+                .expect("parses")
+                .unwrap_or_else(|| panic!("{file} is a TLS library"));
+            assert_eq!(found.library, library, "{file}");
+            let names: Vec<_> = found.io.iter().map(|s| s.function.symbol()).collect();
+            assert_eq!(names, functions, "{file}");
+            let kinds: Vec<_> = found.hooks.iter().map(|h| h.kind).collect();
+            assert_eq!(kinds, hooks, "{file}");
+        }
+    }
+
     #[test]
     fn non_tls_and_garbage_files_yield_nothing() {
         assert!(tls_functions_in(b"not an elf").is_err());
         let own = std::env::current_exe().expect("test binary");
-        assert!(
-            tls_functions(&own)
-                .expect("own binary parses")
-                .io
-                .is_empty()
-        );
+        assert!(tls_functions(&own).expect("own binary parses").is_none());
     }
 }

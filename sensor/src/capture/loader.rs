@@ -15,13 +15,19 @@ use sensor_common::{
 };
 use serde::Serialize;
 
-use super::{CaptureError, sites::Plan, targets::Target};
+use super::{
+    CaptureError,
+    elf::{FunctionSite, HookKind},
+    sites::Plan,
+    targets::Target,
+};
 
 /// The kernel programs, compiled by build.rs for the BPF target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/telltale-ebpf"));
 
-/// Entry and return program names per function, as defined in sensor-ebpf.
-const PROGRAMS: [(TlsFunction, &str, &str); 4] = [
+/// Entry and return program names per function, as defined in sensor-ebpf (for
+/// Go, the return program goes on every `RET`).
+const PROGRAMS: [(TlsFunction, &str, &str); 12] = [
     (TlsFunction::SslWrite, "ssl_write_enter", "ssl_write_exit"),
     (
         TlsFunction::SslWriteEx,
@@ -34,13 +40,44 @@ const PROGRAMS: [(TlsFunction, &str, &str); 4] = [
         "ssl_read_ex_enter",
         "ssl_read_ex_exit",
     ),
+    (
+        TlsFunction::GnutlsRecordSend,
+        "gnutls_send_enter",
+        "gnutls_send_exit",
+    ),
+    (
+        TlsFunction::GnutlsRecordRecv,
+        "gnutls_recv_enter",
+        "gnutls_recv_exit",
+    ),
+    (TlsFunction::PrWrite, "pr_write_enter", "pr_write_exit"),
+    (TlsFunction::PrRead, "pr_read_enter", "pr_read_exit"),
+    (TlsFunction::PrSend, "pr_send_enter", "pr_send_exit"),
+    (TlsFunction::PrRecv, "pr_recv_enter", "pr_recv_exit"),
+    (TlsFunction::GoWrite, "go_write_enter", "go_write_ret"),
+    (TlsFunction::GoRead, "go_read_enter", "go_read_ret"),
 ];
 
-/// Entry program marking the end of a connection.
-const FREE_PROGRAM: &str = "ssl_free_enter";
+/// The program of each auxiliary hook.
+const fn hook_program(kind: HookKind) -> &'static str {
+    match kind {
+        HookKind::ConnEnd => "ssl_free_enter",
+        HookKind::SslCtrlSni => "ssl_ctrl_enter",
+        HookKind::SniArg1 => "sni_arg1_enter",
+        HookKind::GnutlsSni => "gnutls_sni_enter",
+        HookKind::NssImport => "nss_import_exit",
+        HookKind::NsprClose => "nspr_close_enter",
+    }
+}
 
-/// Entry program capturing the server name.
-const CTRL_PROGRAM: &str = "ssl_ctrl_enter";
+const HOOK_KINDS: [HookKind; 6] = [
+    HookKind::ConnEnd,
+    HookKind::SslCtrlSni,
+    HookKind::SniArg1,
+    HookKind::GnutlsSni,
+    HookKind::NssImport,
+    HookKind::NsprClose,
+];
 
 /// Return-site programs (see `sites`), per function.
 const RETURN_SITE_PROGRAMS: [(TlsFunction, &str); 2] = [
@@ -127,7 +164,7 @@ impl Probes {
         let names = PROGRAMS.iter().flat_map(|(_, enter, exit)| [*enter, *exit]);
         let names = names
             .chain(RETURN_SITE_PROGRAMS.iter().map(|p| p.1))
-            .chain([FREE_PROGRAM, CTRL_PROGRAM]);
+            .chain(HOOK_KINDS.map(hook_program));
         for name in names {
             let prog: &mut UProbe = program(&mut ebpf, name)?;
             prog.load().map_err(|e| CaptureError::Program {
@@ -178,63 +215,8 @@ impl Probes {
             return report;
         };
         for site in &target.functions {
-            let Some((_, enter, exit)) = PROGRAMS.iter().find(|p| p.0 == site.function) else {
-                continue;
-            };
-            let ret_site = RETURN_SITE_PROGRAMS.iter().find(|p| p.0 == site.function);
-            let planned = match (&site.plan, ret_site) {
-                (Plan::EmulatedSites { entry, ret }, Some((_, ret_prog)))
-                    if self.emulated_sites =>
-                {
-                    let entry_cookie = EntryCookie {
-                        target: id,
-                        conn: entry.conn,
-                        buf: entry.buf,
-                        len_out: entry.len_out,
-                    };
-                    let ret_cookie = ReturnCookie {
-                        target: id,
-                        result: ret.result,
-                        count_slot: ret.count_slot,
-                    };
-                    Some([
-                        (
-                            *enter,
-                            site.file_offset + entry.offset,
-                            entry_cookie.encode(),
-                        ),
-                        (
-                            *ret_prog,
-                            site.file_offset + ret.offset,
-                            ret_cookie.encode(),
-                        ),
-                    ])
-                }
-                _ => None,
-            };
-            let (points, strategy, detail) = match planned {
-                Some(points) => (points, site.plan.name(), site.plan.describe()),
-                None => {
-                    let cookie = EntryCookie::abi(id).encode();
-                    let detail = match &site.plan {
-                        Plan::EntryUretprobe { .. } => site.plan.describe(),
-                        Plan::EmulatedSites { .. } => {
-                            "entry+uretprobe at +0x0: emulated sites disabled or unsupported \
-                             by this kernel (no attach cookies)"
-                                .to_owned()
-                        }
-                    };
-                    (
-                        [
-                            (*enter, site.file_offset, cookie),
-                            (*exit, site.file_offset, cookie),
-                        ],
-                        "entry+uretprobe",
-                        detail,
-                    )
-                }
-            };
-            let result = points.into_iter().try_for_each(|(name, offset, cookie)| {
+            let (points, strategy, detail) = plan_points(self.emulated_sites, id, site);
+            let result = points.iter().try_for_each(|&(name, offset, cookie)| {
                 attach_one(
                     ebpf,
                     name,
@@ -251,28 +233,24 @@ impl Probes {
                 error: result.err().map(|e| e.to_string()),
             });
         }
-        let aux = [
-            (
-                target.free_offset,
-                FREE_PROGRAM,
-                sensor_common::SSL_FREE_SYMBOL,
-                "entry: marks the end of a connection",
-            ),
-            (
-                target.ctrl_offset,
-                CTRL_PROGRAM,
-                sensor_common::SSL_CTRL_SYMBOL,
-                "entry: the server name (SNI) a client sets",
-            ),
-        ];
-        for (offset, program, symbol, detail) in aux {
-            let Some(offset) = offset else { continue };
-            let result = attach_one(ebpf, program, &target.path, offset, None);
+        for hook in &target.hooks {
+            let cookie = self.cookies.then_some(u64::from(id));
+            let result = attach_one(
+                ebpf,
+                hook_program(hook.kind),
+                &target.path,
+                hook.file_offset,
+                cookie,
+            );
+            let strategy = match hook.kind {
+                HookKind::NssImport => "uretprobe",
+                _ => "entry",
+            };
             report.push(FunctionAttachment {
-                symbol,
-                offset: format!("{offset:#x}"),
-                strategy: if result.is_ok() { "entry" } else { "failed" },
-                detail: detail.to_owned(),
+                symbol: hook.symbol,
+                offset: format!("{:#x}", hook.file_offset),
+                strategy: if result.is_ok() { strategy } else { "failed" },
+                detail: hook.kind.describe().to_owned(),
                 error: result.err().map(|e| e.to_string()),
             });
         }
@@ -293,6 +271,70 @@ impl Probes {
             }
         }
         KernelCounters(values)
+    }
+}
+
+/// The probes of one function: (program, file offset, cookie) each, the
+/// strategy's name and a description. `emulated_sites`: whether sites past the
+/// first instruction may be used (they need attach cookies).
+fn plan_points(
+    emulated_sites: bool,
+    id: u32,
+    site: &FunctionSite,
+) -> (Vec<(&'static str, u64, u64)>, &'static str, String) {
+    let Some(&(_, enter, exit)) = PROGRAMS.iter().find(|p| p.0 == site.function) else {
+        return (
+            Vec::new(),
+            "failed",
+            "no kernel program for this function".to_owned(),
+        );
+    };
+    let ret_site = RETURN_SITE_PROGRAMS.iter().find(|p| p.0 == site.function);
+    match (&site.plan, ret_site) {
+        (Plan::EmulatedSites { entry, ret }, Some(&(_, ret_prog))) if emulated_sites => {
+            let entry_cookie = EntryCookie {
+                target: id,
+                conn: entry.conn,
+                buf: entry.buf,
+                len_out: entry.len_out,
+            };
+            let ret_cookie = ReturnCookie {
+                target: id,
+                result: ret.result,
+                count_slot: ret.count_slot,
+            };
+            let points = vec![
+                (
+                    enter,
+                    site.file_offset + entry.offset,
+                    entry_cookie.encode(),
+                ),
+                (ret_prog, site.file_offset + ret.offset, ret_cookie.encode()),
+            ];
+            (points, site.plan.name(), site.plan.describe())
+        }
+        (Plan::GoReturnSites { entry, rets, .. }, _) => {
+            // Go's probes read fixed registers; the cookie carries the id.
+            let cookie = u64::from(id);
+            let mut points = vec![(enter, site.file_offset + entry, cookie)];
+            points.extend(rets.iter().map(|r| (exit, site.file_offset + r, cookie)));
+            (points, site.plan.name(), site.plan.describe())
+        }
+        _ => {
+            let cookie = EntryCookie::abi(id).encode();
+            let detail = match &site.plan {
+                Plan::EmulatedSites { .. } => "entry+uretprobe at +0x0: emulated sites \
+                                               disabled or unsupported by this kernel \
+                                               (no attach cookies)"
+                    .to_owned(),
+                _ => site.plan.describe(),
+            };
+            let points = vec![
+                (enter, site.file_offset, cookie),
+                (exit, site.file_offset, cookie),
+            ];
+            (points, "entry+uretprobe", detail)
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
+pub use elf::Library;
 pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
 pub use record::{Chunk, FdBind, Record, comm_str};
 pub use sensor_common::FdSource;
@@ -140,12 +141,12 @@ impl Capture {
         &self.targets
     }
 
-    /// The file a target id (attach cookie) stands for.
-    pub fn target_path(&self, id: u64) -> Option<&Path> {
+    /// The file a target id (attach cookie) stands for, and its library family.
+    pub fn target_of(&self, id: u64) -> Option<(&Path, Library)> {
         self.targets
             .iter()
             .find(|t| t.target.id == id)
-            .map(|t| t.target.path.as_path())
+            .map(|t| (t.target.path.as_path(), t.target.library))
     }
 
     /// Waits until the ring buffer has data, then hands every available record to

@@ -40,6 +40,16 @@ pub enum Plan {
         #[serde(rename = "return")]
         ret: ReturnSite,
     },
+    /// Go: an entry probe and a probe on every `RET` (uretprobes corrupt Go
+    /// stacks, which the runtime moves and inspects).
+    GoReturnSites {
+        /// Offset of the entry probe from the function's start.
+        entry: u64,
+        /// The entry instruction, as text.
+        entry_insn: String,
+        /// Offsets of the function's `RET` instructions.
+        rets: Vec<u64>,
+    },
     /// Entry probe and uretprobe on the first instruction.
     EntryUretprobe {
         /// The first instruction, as text.
@@ -56,6 +66,7 @@ impl Plan {
     pub fn name(&self) -> &'static str {
         match self {
             Self::EmulatedSites { .. } => "emulated-sites",
+            Self::GoReturnSites { .. } => "go-return-sites",
             Self::EntryUretprobe { .. } => "entry+uretprobe",
         }
     }
@@ -74,6 +85,19 @@ impl Plan {
                 ret.insn,
                 reg_name(ret.result),
                 ret.count_slot
+            ),
+            Self::GoReturnSites {
+                entry,
+                entry_insn,
+                rets,
+            } => format!(
+                "go-return-sites: entry +{entry:#x} `{entry_insn}` (conn in rax, buf in rbx, \
+                 goroutine in r14), {} return site(s) at {}",
+                rets.len(),
+                rets.iter()
+                    .map(|r| format!("+{r:#x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             Self::EntryUretprobe {
                 first_insn,
@@ -332,22 +356,30 @@ fn rsp_address_into_rcx(ins: &Instruction) -> Option<i64> {
     None
 }
 
+/// The plan of a function probed at its first instruction with a uretprobe,
+/// for `reason`.
+pub fn entry_uretprobe(code: &[u8], vaddr: u64, reason: &str) -> Plan {
+    let mut d = Decoder::with_ip(64, code, vaddr, DecoderOptions::NONE);
+    let first = d
+        .can_decode()
+        .then(|| d.decode())
+        .filter(|i| !i.is_invalid());
+    let (first_insn, emulated) = first
+        .map(|i| (text(&i), is_emulated(&i)))
+        .unwrap_or_else(|| ("(undecodable)".to_owned(), false));
+    Plan::EntryUretprobe {
+        first_insn,
+        emulated,
+        reason: reason.to_owned(),
+    }
+}
+
 /// Plans the probes of `function`, whose code (from its first byte) is `code` at
 /// virtual address `vaddr`. `sibling_callee` is the first call target of the
 /// function's `_ex` sibling, when known.
 pub fn plan(function: TlsFunction, code: &[u8], vaddr: u64, sibling_callee: Option<u64>) -> Plan {
     let insns = decode(code, vaddr);
-    let fallback = |reason: &str| {
-        let (first_insn, emulated) = insns
-            .first()
-            .map(|i| (text(i), is_emulated(i)))
-            .unwrap_or_else(|| ("(undecodable)".to_owned(), false));
-        Plan::EntryUretprobe {
-            first_insn,
-            emulated,
-            reason: reason.to_owned(),
-        }
-    };
+    let fallback = |reason: &str| entry_uretprobe(code, vaddr, reason);
     if function.is_ex() {
         return fallback("the _ex wrappers have no emulated instruction after their call");
     }

@@ -11,7 +11,7 @@ use std::{
 
 use serde::Serialize;
 
-use super::elf::{self, FunctionSite};
+use super::elf::{self, FunctionSite, Hook, Library};
 
 /// Identity of a file: uprobes attach to inodes, so two paths to one inode are
 /// one target.
@@ -45,26 +45,18 @@ pub struct Target {
     /// Library or executable.
     pub kind: TargetKind,
     /// TLS library family the functions belong to.
-    pub library: &'static str,
+    pub library: Library,
+    /// How the functions were found (symbol table, `.gopclntab`, machine-code
+    /// analysis, shipped offsets, cache).
+    pub found_by: String,
     /// The functions found, with their offsets.
     #[serde(serialize_with = "ser_sites")]
     pub functions: Vec<FunctionSite>,
-    /// File offset of `SSL_free`, hooked to learn when a connection ends.
-    #[serde(serialize_with = "ser_offset")]
-    pub free_offset: Option<u64>,
-    /// File offset of `SSL_ctrl`, hooked to learn the server name (SNI).
-    #[serde(serialize_with = "ser_offset")]
-    pub ctrl_offset: Option<u64>,
+    /// Probes besides the read/write functions (connection ends, server names).
+    pub hooks: Vec<Hook>,
     /// Why the file was considered, e.g. "standard library path" or
     /// "mapped by pid 42 (curl)".
     pub reasons: Vec<String>,
-}
-
-fn ser_offset<S: serde::Serializer>(off: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match off {
-        Some(o) => s.serialize_str(&format!("{o:#x}")),
-        None => s.serialize_none(),
-    }
 }
 
 fn ser_sites<S: serde::Serializer>(sites: &[FunctionSite], s: S) -> Result<S::Ok, S::Error> {
@@ -192,16 +184,16 @@ impl Discovery {
                 Ok(symbols) => symbols,
                 Err(e) => {
                     tracing::debug!(path = %c.path.display(), error = %e, "not inspectable");
-                    elf::TlsSymbols::default()
+                    None
                 }
             };
-            if symbols.io.is_empty() {
+            let Some(symbols) = symbols.filter(|s| !(s.io.is_empty() && s.hooks.is_empty())) else {
                 if reasons.contains("configured target") {
-                    self.skip_once(&c.path, "defines no SSL_write/SSL_read symbols");
+                    self.skip_once(&c.path, "defines no TLS read/write functions we know");
                 }
                 self.known.insert(c.file, None);
                 continue;
-            }
+            };
             self.next_id += 1;
             let id = self.next_id;
             self.known.insert(c.file, Some(id));
@@ -210,10 +202,10 @@ impl Discovery {
                 path: c.path,
                 file: c.file,
                 kind: c.kind,
-                library: "openssl",
+                library: symbols.library,
+                found_by: symbols.found_by,
                 functions: symbols.io,
-                free_offset: symbols.free_offset,
-                ctrl_offset: symbols.ctrl_offset,
+                hooks: symbols.hooks,
                 reasons: reasons.into_iter().collect(),
             });
         }
@@ -254,8 +246,12 @@ fn push_file(path: &Path, kind: TargetKind, reason: &str, out: &mut Vec<Candidat
     }
 }
 
-fn is_libssl_name(name: &str) -> bool {
-    name.starts_with("libssl.so") || name.starts_with("libssl3.so")
+/// Shared libraries that carry a TLS API we hook: OpenSSL's and BoringSSL's
+/// libssl, GnuTLS, NSS's libssl3 and NSPR (whose I/O functions NSS uses).
+fn is_tls_library_name(name: &str) -> bool {
+    ["libssl.so", "libssl3.so", "libgnutls.so", "libnspr4.so"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 fn library_files(dir: &Path, out: &mut Vec<Candidate>) {
@@ -264,7 +260,7 @@ fn library_files(dir: &Path, out: &mut Vec<Candidate>) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if name.to_str().is_some_and(is_libssl_name) {
+        if name.to_str().is_some_and(is_tls_library_name) {
             push_file(
                 &entry.path(),
                 TargetKind::SharedLibrary,
@@ -362,7 +358,7 @@ fn process_candidates(pid: u32, seen: &mut BTreeSet<(u64, u64)>, out: &mut Vec<C
                 .and_then(|n| n.to_str())
                 .unwrap_or("");
             let is_exe = exe.as_deref() == Some(Path::new(m.path));
-            if !(is_exe || is_libssl_name(name)) || !seen.insert((dev, m.ino)) {
+            if !(is_exe || is_tls_library_name(name)) || !seen.insert((dev, m.ino)) {
                 continue;
             }
             let kind = if is_exe {

@@ -48,14 +48,14 @@ impl ConnOut {
     /// Describes a connection.
     pub fn new(
         connection: String,
-        library: Option<String>,
+        library: Option<&super::LibraryRef>,
         server_name: Option<&str>,
         socket: &SocketView,
     ) -> Self {
         Self {
             connection,
-            library_kind: "openssl",
-            library,
+            library_kind: library.map_or("openssl", |l| l.kind),
+            library: library.and_then(|l| l.path.clone()),
             server_name: server_name.map(str::to_owned),
             socket: SocketOut::new(socket),
         }

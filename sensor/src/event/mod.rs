@@ -137,6 +137,30 @@ pub struct ThreadInfo {
     pub gid: u32,
 }
 
+/// The library a connection's plaintext was captured from.
+#[derive(Debug, Clone)]
+pub struct LibraryRef {
+    /// Its family: `openssl`, `boringssl`, `gnutls`, `nss` or `go`.
+    pub kind: &'static str,
+    /// The library or executable file, when known.
+    pub path: Option<String>,
+}
+
+impl LibraryRef {
+    /// The family implied by a function, for records whose target is unknown
+    /// (kernels without attach cookies). OpenSSL and BoringSSL share names.
+    pub fn from_function(f: sensor_common::TlsFunction) -> Self {
+        use sensor_common::TlsFunction as F;
+        let kind = match f {
+            F::GnutlsRecordSend | F::GnutlsRecordRecv => "gnutls",
+            F::PrWrite | F::PrRead | F::PrSend | F::PrRecv => "nss",
+            F::GoWrite | F::GoRead => "go",
+            _ => "openssl",
+        };
+        Self { kind, path: None }
+    }
+}
+
 /// Where the plaintext was captured.
 #[derive(Debug, Serialize)]
 pub struct TlsInfo {
@@ -213,6 +237,7 @@ impl SocketOut {
                     FdSource::Nested => "nested_io",
                     FdSource::PrecedingRead => "preceding_read",
                     FdSource::FollowingWrite => "following_write",
+                    FdSource::ConnObject => "conn_object",
                     FdSource::Unknown => "unknown",
                 },
                 transport: i.transport,
@@ -267,7 +292,7 @@ impl TlsData {
     /// `context` what `/proc` says about the process.
     pub fn new(
         m: &TlsMessage,
-        library: Option<String>,
+        library: &LibraryRef,
         context: Option<std::sync::Arc<ProcessContext>>,
     ) -> Self {
         let (encoding, data) = match std::str::from_utf8(&m.data) {
@@ -299,8 +324,8 @@ impl TlsData {
                     sensor_common::Direction::Ingress => "ingress",
                 },
                 function: m.function.symbol(),
-                library_kind: "openssl",
-                library,
+                library_kind: library.kind,
+                library: library.path.clone(),
                 server_name: m.server_name.as_deref().map(str::to_owned),
                 socket: SocketOut::new(&m.socket),
             },
