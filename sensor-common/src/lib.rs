@@ -31,17 +31,100 @@ pub enum RecordKind {
     ServerName = 3,
     /// A [`FdBindRecord`]: a connection's socket descriptor, learned late.
     FdBind = 4,
-    /// A [`ProcessRecord`]: a process started a new program.
+    /// An [`ExecRecord`]: a process started a new program.
     Exec = 5,
     /// A [`ProcessRecord`]: a process that made SSL calls exited.
     Exit = 6,
+    /// A [`ConnectRecord`]: a process connected to a TLS port.
+    Connect = 7,
 }
 
-/// A process lifecycle record (`Exec` or `Exit`).
+/// Most destination ports user space can mark as TLS ports (443, 8443, …).
+pub const MAX_TLS_PORTS: u32 = 64;
+
+/// Most (process, destination) pairs remembered to report a connect once.
+pub const MAX_CONNECTS_SEEN: u32 = 16_384;
+
+/// A process connected a socket to a port user space marked as a TLS port: the
+/// first such connect per process and destination, so that user space can tell
+/// whether that process's TLS is visible.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectRecord {
+    /// [`RecordKind::Connect`].
+    pub kind: u16,
+    /// [`ABI_VERSION`].
+    pub abi: u16,
+    /// Process id.
+    pub pid: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    pub ts_ns: u64,
+    /// Address family (2 = IPv4, 10 = IPv6).
+    pub family: u16,
+    /// Destination port (host order).
+    pub port: u16,
+    /// The socket descriptor.
+    pub fd: i32,
+    /// Destination address (IPv4 in the first four bytes).
+    pub addr: [u8; 16],
+    /// `comm` of the calling thread.
+    pub comm: [u8; COMM_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 56);
+
+/// Key of the kernel's memory of reported connects.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectKey {
+    /// Process id.
+    pub pid: u32,
+    /// Destination port.
+    pub port: u16,
+    /// Address family.
+    pub family: u16,
+    /// Destination address.
+    pub addr: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] integers without padding.
+unsafe impl aya::Pod for ConnectRecord {}
+
+/// Longest program path carried by an [`ExecRecord`].
+pub const EXEC_PATH_MAX: usize = 256;
+
+/// A process started a new program: its pid and the path it executed (as
+/// given to `execve`, so possibly relative), so that user space can inspect the
+/// program even when the process has already exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecRecord {
+    /// [`RecordKind::Exec`].
+    pub kind: u16,
+    /// [`ABI_VERSION`].
+    pub abi: u16,
+    /// Process id.
+    pub pid: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    pub ts_ns: u64,
+    /// Bytes of `path` used (without the NUL); 0 when it could not be read.
+    pub path_len: u16,
+    /// Reserved, zero.
+    pub _pad: [u16; 3],
+    /// The path, NUL-padded.
+    pub path: [u8; EXEC_PATH_MAX],
+}
+const _: () = assert!(core::mem::size_of::<ExecRecord>() == 24 + EXEC_PATH_MAX);
+
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] integers without padding holes.
+unsafe impl aya::Pod for ExecRecord {}
+
+/// A process lifecycle record (`Exit`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProcessRecord {
-    /// [`RecordKind::Exec`] or [`RecordKind::Exit`].
+    /// [`RecordKind::Exit`].
     pub kind: u16,
     /// [`ABI_VERSION`].
     pub abi: u16,
@@ -66,6 +149,7 @@ impl RecordKind {
             4 => Some(Self::FdBind),
             5 => Some(Self::Exec),
             6 => Some(Self::Exit),
+            7 => Some(Self::Connect),
             _ => None,
         }
     }

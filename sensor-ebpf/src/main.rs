@@ -13,6 +13,7 @@
 mod counters;
 mod io;
 mod lifecycle;
+mod net;
 mod sock;
 mod stacks;
 mod tls;

@@ -83,6 +83,8 @@ pub struct CaptureCfg {
     pub poll_interval_ms: u64,
     /// Place probes on emulated instructions where the analysis allows.
     pub emulated_sites: bool,
+    /// Destination ports of TLS connections, for coverage events.
+    pub tls_ports: Vec<u16>,
 }
 
 /// `[reassembly]`
@@ -293,6 +295,15 @@ impl Config {
                 "capture.ring_buffer_bytes",
                 &format!("{ring} must be a power of two of at least 65536"),
             ));
+        }
+        if self.capture.tls_ports.len() > sensor_common::MAX_TLS_PORTS as usize {
+            return Err(invalid(
+                "capture.tls_ports",
+                &format!("at most {} ports", sensor_common::MAX_TLS_PORTS),
+            ));
+        }
+        if self.capture.tls_ports.contains(&0) {
+            return Err(invalid("capture.tls_ports", "port 0 is not a destination"));
         }
         if self.output.queue == 0 {
             return Err(invalid("output.queue", "must be at least 1"));

@@ -14,14 +14,17 @@ use tokio::{
 };
 
 use crate::{
-    capture::{AttachedTarget, Capture, Discovery, DiscoveryConfig, LoadOptions, Record},
+    capture::{
+        AttachedTarget, Capture, Connect, Coverage, Discovery, DiscoveryConfig, LoadOptions, Record,
+    },
     clock::Clock,
     config::{Config, Emit},
     conn::{ConnKey, Limits, Reassembler, SocketView, TlsMessage, proc_socket_resolver},
     detection::{Alert, Detection},
     event::{
-        self, AlertEvent, ConnOut, DecodeErrorEvent, DecodeOut, HttpEvent, HttpOut, HttpPolicy,
-        LibraryRef, PipelineStats, ProcessOut, Status, TargetStats, TlsData,
+        self, AlertEvent, Binary, ConnOut, CoverageEvent, CoverageTls, DecodeErrorEvent, DecodeOut,
+        Destination, HttpEvent, HttpOut, HttpPolicy, LibraryRef, PipelineStats, ProcessOut, Status,
+        TargetStats, TlsData,
     },
     host::HostIdentity,
     process::ProcessCache,
@@ -35,6 +38,13 @@ use telltale::{
 
 /// Processes whose context is cached at once.
 const PROCESS_CACHE_ENTRIES: usize = 4096;
+
+/// How long after a connect to a TLS port its process has to show captured
+/// plaintext before the sensor looks for a coverage gap.
+const COVERAGE_GRACE: Duration = Duration::from_secs(1);
+
+/// Connects waiting for their grace period, at most.
+const PENDING_CONNECTS_MAX: usize = 4096;
 
 fn discovery_config(cfg: &Config) -> DiscoveryConfig {
     DiscoveryConfig {
@@ -107,6 +117,10 @@ struct Pipeline {
     events: EventSender,
     stats: PipelineStats,
     decoder: Decoder<ConnKey>,
+    /// What is known about processes' TLS stacks, for coverage events.
+    coverage: Coverage,
+    /// Connects to TLS ports waiting for their grace period to pass.
+    pending_connects: std::collections::VecDeque<(Instant, Connect)>,
     /// What events are built from; separate from the decoder so that the
     /// decoder's callback can use it.
     ctx: Ctx,
@@ -287,6 +301,7 @@ impl Pipeline {
     }
 
     async fn message(&mut self, capture: &Capture, m: TlsMessage) {
+        self.coverage.saw_tls(m.key.pid);
         let library = match capture.target_of(m.target) {
             Some((path, lib)) => LibraryRef {
                 kind: lib.name(),
@@ -332,6 +347,74 @@ impl Pipeline {
     }
 
     /// A connection ended: its open exchanges go out.
+    /// A process connected to a TLS port: when none of its TLS stacks is
+    /// hooked, the SOC learns (once per process and program) that its traffic
+    /// is invisible, and why.
+    fn connect(&mut self, c: Connect) {
+        // The sensor's own sinks are not what it watches.
+        if c.pid == std::process::id() || self.coverage.has_tls(c.pid) {
+            return;
+        }
+        if self.pending_connects.len() >= PENDING_CONNECTS_MAX {
+            self.pending_connects.pop_front();
+            self.stats.coverage_checks_dropped += 1;
+        }
+        self.pending_connects
+            .push_back((Instant::now() + COVERAGE_GRACE, c));
+    }
+
+    /// Judges the connects whose grace period passed (all of them at stop):
+    /// a process whose plaintext was captured meanwhile is covered.
+    async fn judge_connects(&mut self, capture: &Capture, all: bool) {
+        let now = Instant::now();
+        while let Some((due, _)) = self.pending_connects.front() {
+            if !all && *due > now {
+                break;
+            }
+            let Some((_, c)) = self.pending_connects.pop_front() else {
+                break;
+            };
+            if !self.coverage.has_tls(c.pid) {
+                self.judge_connect(capture, c);
+            }
+        }
+        self.flush_lines().await;
+    }
+
+    fn judge_connect(&mut self, capture: &Capture, c: Connect) {
+        let Some(view) = self
+            .coverage
+            .inspect(c.pid, capture.targets(), capture.notes())
+        else {
+            tracing::debug!(pid = c.pid, comm = %c.comm, "connecting process exited before inspection");
+            return;
+        };
+        if view.covered() || !self.coverage.first_report(c.pid, view.exe.as_deref()) {
+            return;
+        }
+        self.stats.coverage_gaps += 1;
+        let reason = view.gap_reason();
+        let t = self.ctx.clock.to_unix_ns(c.ts_ns);
+        let process = self.ctx.process(c.pid);
+        let body = CoverageEvent {
+            process,
+            destination: Destination {
+                ip: c.remote.ip().to_string(),
+                port: c.remote.port(),
+            },
+            binary: Binary {
+                path: view.exe.as_ref().map(|p| p.display().to_string()),
+                build_id: view.build_id.clone(),
+            },
+            tls: CoverageTls {
+                visible: false,
+                stacks: view.stacks,
+                reason,
+            },
+        };
+        self.ctx.line("coverage", t, body);
+    }
+
     async fn conn_ended(&mut self, key: ConnKey) {
         let ctx = &mut self.ctx;
         self.decoder
@@ -479,7 +562,8 @@ fn handle(
         }
         Record::ServerName(n) => reasm.set_server_name(n.pid, n.conn, &n.name),
         Record::FdBind(b) => reasm.bind_fd(&b, |m| msgs.push(m)),
-        Record::Exec(pid) => lifecycle.push(Lifecycle::Exec(pid)),
+        Record::Exec(e) => lifecycle.push(Lifecycle::Exec(e.pid, e.path)),
+        Record::Connect(c) => lifecycle.push(Lifecycle::Connect(c)),
         Record::Exit(pid) => {
             for key in reasm.forget_pid(pid, |m| msgs.push(m)) {
                 lifecycle.push(Lifecycle::Closed(key));
@@ -492,11 +576,12 @@ fn handle(
 /// Connection and process lifecycle work deferred until the messages of a batch
 /// are handled (it needs the capture, the decoder and the process cache, which
 /// are busy meanwhile). A connection's messages come before its end.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Lifecycle {
     Closed(ConnKey),
-    Exec(u32),
+    Exec(u32, Option<std::path::PathBuf>),
     Exit(u32),
+    Connect(Connect),
 }
 
 /// The next connection to the metrics listener, or never without one.
@@ -545,6 +630,8 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         events,
         stats: PipelineStats::default(),
         decoder: Decoder::new(cfg.decode.limits()),
+        coverage: Coverage::new(),
+        pending_connects: std::collections::VecDeque::new(),
         ctx: Ctx {
             host,
             host_name,
@@ -572,6 +659,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             .wakeup_bytes
             .min(u64::from(cfg.capture.ring_buffer_bytes) / 2),
         emulated_sites: cfg.capture.emulated_sites,
+        tls_ports: cfg.capture.tls_ports.clone(),
     };
     let mut capture = Capture::start(discovery_config(&cfg), opts).context("starting capture")?;
     let mut reasm = Reassembler::new(
@@ -662,6 +750,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 p.expire_decoded(false).await;
                 p.ctx.close_alert_windows(false);
                 p.flush_lines().await;
+                p.judge_connects(&capture, false).await;
             }
             _ = facts_refresh.tick() => {
                 p.ctx.detection.refresh_facts();
@@ -679,10 +768,14 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         // New programs first: a short-lived process may be gone by the time the
         // batch's messages are decoded and inspected, so read its context now.
         for l in &lifecycle {
-            if let Lifecycle::Exec(pid) = *l {
+            if let Lifecycle::Exec(pid, path) = l {
+                let pid = *pid;
+                // Attach first: a short-lived program may make its first TLS
+                // call within milliseconds of its exec.
+                capture.exec(pid, path.as_deref());
+                p.coverage.exec(pid, path.as_deref());
                 p.ctx.processes.exec(pid);
                 let _ = p.ctx.processes.get(pid);
-                capture.exec(pid);
             }
         }
         for m in msgs.drain(..) {
@@ -691,7 +784,8 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         // Ends after the messages they follow.
         for l in lifecycle.drain(..) {
             match l {
-                Lifecycle::Exec(_) => {}
+                Lifecycle::Exec(..) => {}
+                Lifecycle::Connect(c) => p.connect(c),
                 Lifecycle::Closed(key) => p.conn_ended(key).await,
                 Lifecycle::Exit(pid) => p.ctx.processes.exit(pid),
             }
@@ -708,8 +802,10 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             p.message(&capture, m).await;
         }
         for l in lifecycle.drain(..) {
-            if let Lifecycle::Closed(key) = l {
-                p.conn_ended(key).await;
+            match l {
+                Lifecycle::Closed(key) => p.conn_ended(key).await,
+                Lifecycle::Connect(c) => p.connect(c),
+                Lifecycle::Exec(..) | Lifecycle::Exit(_) => {}
             }
         }
         if emptied {
@@ -724,6 +820,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     p.expire_decoded(true).await;
     p.ctx.close_alert_windows(true);
     p.flush_lines().await;
+    p.judge_connects(&capture, true).await;
     p.ctx.detection.save();
     p.status("stopped", &capture, &reasm).await;
     let k = capture.counters();

@@ -16,6 +16,8 @@ struct Shared {
     started: bool,
     closed: bool,
     bad_lines: Vec<String>,
+    /// Log lines (stderr) so far.
+    log: String,
 }
 
 /// A running `telltale run --emit data`.
@@ -87,11 +89,17 @@ impl Sensor {
             lock.lock().expect("lock").closed = true;
             cv.notify_all();
         });
+        let s3 = Arc::clone(&shared);
         let stderr = std::thread::spawn(move || {
             let mut s = String::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 s.push_str(&line);
                 s.push('\n');
+                let (lock, cv) = &*s3;
+                let mut g = lock.lock().expect("lock");
+                g.log.push_str(&line);
+                g.log.push('\n');
+                cv.notify_all();
             }
             s
         });
@@ -132,6 +140,24 @@ impl Sensor {
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default()
+    }
+
+    /// Waits until a log line (stderr) contains every one of `needles`;
+    /// returns whether one did within `timeout`.
+    pub fn wait_log(&self, needles: &[&str], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.shared;
+        let mut g = lock.lock().expect("lock");
+        loop {
+            if g.log.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || g.closed {
+                return false;
+            }
+            g = cv.wait_timeout(g, left).expect("wait").0;
+        }
     }
 
     /// The pid of the sensor process.

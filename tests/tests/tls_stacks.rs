@@ -224,3 +224,195 @@ fn nss_client_is_captured_and_other_nspr_io_is_not() {
         .collect();
     assert_eq!(conns.len(), 1, "{conns:?}");
 }
+
+/// Builds the Go test client (tests/clients/go-https) into `dir`, stripped
+/// (`-s -w`: no symbol table, only `.gopclntab`). `None` (with one line saying
+/// why) when Go is not installed outside CI.
+fn build_go_client(dir: &Path) -> Option<std::path::PathBuf> {
+    let go = Path::new("/usr/bin/go");
+    if !go.exists() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+            "go is missing under CI; `./x setup` installs golang-go"
+        );
+        eprintln!("skipping the Go client: /usr/bin/go is not installed (./x setup installs it)");
+        return None;
+    }
+    let out = dir.join("gohttps");
+    let src = telltale_tests::workspace_root().join("tests/clients/go-https");
+    let status = Command::new(go)
+        .args(["build", "-trimpath", "-ldflags=-s -w", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .status()
+        .expect("go build");
+    assert!(status.success(), "building the Go client failed");
+    Some(out)
+}
+
+#[test]
+fn stripped_go_client_is_captured() {
+    if !can_load_probes("stripped_go_client_is_captured") {
+        return;
+    }
+    let _g = exclusive();
+    let dir = tempfile::tempdir().expect("tmp");
+    let Some(client) = build_go_client(dir.path()) else {
+        return;
+    };
+    let nginx = Nginx::start();
+    let sensor = Sensor::start(&[]);
+    let url = format!("https://127.0.0.1:{}/post", nginx.port_tls13);
+    // The sensor finds the new program when it starts (exec); a first run can
+    // finish before its probes are in place, so the second run is the one
+    // checked, byte for byte.
+    let mut runs = Vec::new();
+    for round in 0..2 {
+        let m = marker(&format!("go-{round}"));
+        let body = format!("{{\"marker\":\"{m}\",\"via\":\"go\"}}");
+        let file = dir.path().join(&m);
+        std::fs::write(&file, &body).expect("body");
+        let run = telltale_tests::run_client(
+            Command::new(&client).arg(&url).arg(&file),
+            Duration::from_secs(60),
+        );
+        assert!(contains(&run.stdout, b"posted"), "{}", run.stderr);
+        runs.push((run.pid, m, body));
+        if round == 0 {
+            // Found at its exec (not configured): wait for the attachment.
+            assert!(
+                sensor.wait_log(
+                    &["attached", &client.display().to_string(), "go-return-sites"],
+                    Duration::from_secs(60)
+                ),
+                "the sensor did not attach to the Go client"
+            );
+        }
+    }
+    let (events, _) = sensor.stop();
+    assert_no_loss(&events);
+    let (pid, m, body) = &runs[1];
+    let conn = connection_with(&events, *pid, m);
+    let (head, sent) = telltale_tests::split_http(&conn.egress);
+    let head = String::from_utf8_lossy(head);
+    assert!(head.starts_with("POST /post HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("User-Agent: Go-http-client/1.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(sent, body.as_bytes());
+    assert!(conn.ingress.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(conn.ingress.ends_with(b"posted\n"));
+    let mine = events_of(&events, *pid);
+    for e in &mine {
+        let tls = &e["tls"];
+        assert_eq!(tls["library_kind"], "go", "{tls}");
+        assert_eq!(tls["library"], client.display().to_string(), "{tls}");
+        assert!(
+            ["crypto/tls.(*Conn).Write", "crypto/tls.(*Conn).Read"]
+                .contains(&tls["function"].as_str().unwrap_or_default()),
+            "{tls}"
+        );
+        // The descriptor comes from the tls.Conn itself.
+        assert_eq!(tls["socket"]["fd_source"], "conn_object", "{tls}");
+        assert_eq!(
+            tls["socket"]["remote_port"],
+            u64::from(nginx.port_tls13),
+            "{tls}"
+        );
+    }
+}
+
+/// uv (a Rust CLI on rustls, stripped) connects to a TLS port: nothing of its
+/// traffic is visible, and a `coverage` event says so, naming the program, its
+/// build-id and rustls. curl on the same port is hooked and raises none.
+#[test]
+fn unhookable_tls_raises_a_coverage_event() {
+    if !can_load_probes("unhookable_tls_raises_a_coverage_event") {
+        return;
+    }
+    let Some(python) =
+        telltale_tests::python_with_sdks_or_skip("unhookable_tls_raises_a_coverage_event")
+    else {
+        return;
+    };
+    let uv = python.with_file_name("uv");
+    assert!(
+        uv.is_file(),
+        "{} is missing; `./x setup` installs uv",
+        uv.display()
+    );
+    let _g = exclusive();
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("telltale.toml");
+    std::fs::write(
+        &config,
+        format!("[capture]\ntls_ports = [{}]\n", nginx.port_tls13),
+    )
+    .expect("config");
+    let sensor = Sensor::start_with(&[], Some(&config));
+    let url = format!("https://127.0.0.1:{}/script.py", nginx.port_tls13);
+    // uv fetches the script over TLS (and rejects the test certificate).
+    let out = Command::new(&uv)
+        .args(["run", "--no-config"])
+        .arg(&url)
+        .env("UV_CACHE_DIR", dir.path().join("uv-cache"))
+        .output()
+        .expect("uv");
+    let uv_pid_hint = String::from_utf8_lossy(&out.stderr).into_owned();
+    let curl = telltale_tests::run_client(
+        Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(nginx.cert())
+            .arg(format!("https://127.0.0.1:{}/static/100", nginx.port_tls13)),
+        Duration::from_secs(60),
+    );
+    let (events, log) = sensor.stop();
+    let coverage: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "coverage")
+        .collect();
+    let gap = coverage
+        .iter()
+        .find(|e| e["binary"]["path"] == uv.canonicalize().expect("uv path").display().to_string())
+        .unwrap_or_else(|| panic!("no coverage event for uv ({uv_pid_hint}): {coverage:?}\n{log}"));
+    assert_eq!(gap["tls"]["visible"], false);
+    assert_eq!(gap["destination"]["ip"], "127.0.0.1");
+    assert_eq!(gap["destination"]["port"], u64::from(nginx.port_tls13));
+    let build_id = gap["binary"]["build_id"].as_str().unwrap_or_default();
+    assert_eq!(build_id.len(), 40, "{gap}");
+    let stacks = gap["tls"]["stacks"].as_array().expect("stacks");
+    assert!(
+        stacks.iter().any(|s| s["library"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("rustls 0."))
+            && s.get("hooked").is_none()),
+        "{gap}"
+    );
+    assert!(
+        gap["tls"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rustls"),
+        "{gap}"
+    );
+    assert!(
+        coverage.iter().all(|e| e["process"]["pid"] != curl.pid),
+        "curl is hooked: {coverage:?}"
+    );
+    // Reported once for the process, though uv may open several connections.
+    assert_eq!(
+        coverage
+            .iter()
+            .filter(|e| e["process"]["pid"] == gap["process"]["pid"])
+            .count(),
+        1
+    );
+}

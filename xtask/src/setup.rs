@@ -296,8 +296,25 @@ fn missing_packages<'a>(dpkg_query: &Path, wanted: &[&'a str]) -> Result<Vec<&'a
 /// request shapes are what the detection tests assert on).
 pub const ANTHROPIC_SDK_VERSION: &str = "2.14.0";
 
+/// uv, a real Rust CLI built on rustls (a static, stripped binary from the
+/// Python package index): the coverage tests use it as a TLS stack the sensor
+/// cannot hook.
+pub const UV_VERSION: &str = "0.13.9";
+
 fn pyenv_stamp_text() -> String {
-    format!("anthropic = \"{ANTHROPIC_SDK_VERSION}\"\n")
+    format!("anthropic = \"{ANTHROPIC_SDK_VERSION}\"\nuv = \"{UV_VERSION}\"\n")
+}
+
+/// `uv --version`'s version, from the venv.
+fn uv_version(venv: &Path) -> Option<String> {
+    let out = cmd::output(Command::new(venv.join("bin").join("uv")).arg("--version")).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    out.status.success().then(|| {
+        text.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    })
 }
 
 /// `anthropic.__version__` as the venv's python reports it.
@@ -326,6 +343,7 @@ fn python_sdks(repo: &Repo) -> Result<()> {
         None
     };
     if have.as_deref() == Some(ANTHROPIC_SDK_VERSION)
+        && uv_version(&venv).as_deref() == Some(UV_VERSION)
         && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want)
     {
         println!("python sdks: ok (cached, anthropic {ANTHROPIC_SDK_VERSION})");
@@ -371,7 +389,8 @@ fn python_sdks(repo: &Repo) -> Result<()> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .arg(format!("anthropic=={ANTHROPIC_SDK_VERSION}")),
+            .arg(format!("anthropic=={ANTHROPIC_SDK_VERSION}"))
+            .arg(format!("uv=={UV_VERSION}")),
     )
     .with_context(|| {
         format!(
@@ -388,8 +407,14 @@ fn python_sdks(repo: &Repo) -> Result<()> {
             got.as_deref().unwrap_or("(import fails)")
         );
     }
+    if uv_version(&venv).as_deref() != Some(UV_VERSION) {
+        bail!(
+            "after pip install, {} has no uv {UV_VERSION}",
+            venv.display()
+        );
+    }
     write_stamp(&stamp, &want)?;
-    println!("python sdks: ok (installed anthropic {ANTHROPIC_SDK_VERSION})");
+    println!("python sdks: ok (installed anthropic {ANTHROPIC_SDK_VERSION}, uv {UV_VERSION})");
     Ok(())
 }
 

@@ -146,6 +146,7 @@ pub enum ElfError {
 ///
 /// Both directions must be present: a file defining only a write function is
 /// not a TLS library we understand, and half a connection would mislead.
+#[cfg(test)]
 pub fn tls_functions(path: &Path) -> Result<Option<TlsSymbols>, ElfError> {
     let io = |source| ElfError::Io {
         path: path.display().to_string(),
@@ -159,6 +160,82 @@ pub fn tls_functions(path: &Path) -> Result<Option<TlsSymbols>, ElfError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// What inspecting one file found: its hooks, or, for a file that carries a
+/// TLS stack we cannot hook, why (a coverage note).
+#[derive(Debug, Default)]
+pub struct Inspection {
+    /// The functions and hooks, when the file is a target.
+    pub symbols: Option<TlsSymbols>,
+    /// Why a TLS stack in the file is not hooked.
+    pub note: Option<String>,
+}
+
+/// Inspects a file for every TLS stack Telltale hooks: exported or static
+/// symbols of OpenSSL/BoringSSL, GnuTLS and NSS, then Go's crypto/tls through
+/// its `.gopclntab`.
+pub fn inspect(path: &Path) -> Result<Inspection, ElfError> {
+    let io = |source| ElfError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: as in `tls_functions`.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    inspect_bytes(&map).map_err(|source| ElfError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// [`inspect`] on a file's bytes.
+pub fn inspect_bytes(data: &[u8]) -> Result<Inspection, object::Error> {
+    if let Some(symbols) = tls_functions_in(data)? {
+        return Ok(Inspection {
+            symbols: Some(symbols),
+            note: None,
+        });
+    }
+    match super::golang::go_tls(data) {
+        Ok(Some(go)) => Ok(Inspection {
+            symbols: Some(go_symbols(&go)),
+            note: None,
+        }),
+        Ok(None) => Ok(Inspection::default()),
+        Err(e) => Ok(Inspection {
+            symbols: None,
+            note: Some(format!("Go crypto/tls not hookable: {e}")),
+        }),
+    }
+}
+
+/// Go's two methods, probed at an entry site and at every `RET`.
+fn go_symbols(go: &super::golang::GoTls) -> TlsSymbols {
+    let site = |function, f: &super::golang::GoFunction| FunctionSite {
+        function,
+        vaddr: f.vaddr,
+        file_offset: f.file_offset,
+        size: f.size,
+        plan: Plan::GoReturnSites {
+            entry: f.entry_site,
+            entry_insn: f.entry_insn.clone(),
+            rets: f.ret_sites.clone(),
+        },
+    };
+    TlsSymbols {
+        library: Library::Go,
+        io: vec![
+            site(TlsFunction::GoWrite, &go.write),
+            site(TlsFunction::GoRead, &go.read),
+        ],
+        hooks: Vec::new(),
+        found_by: format!(
+            ".gopclntab ({}{})",
+            go.go_version.as_deref().unwrap_or("Go version unknown"),
+            if go.stripped { ", stripped" } else { "" }
+        ),
+    }
 }
 
 /// Names looked up in symbol tables.
@@ -371,6 +448,31 @@ pub(crate) fn openssl_sites(
     }
     sites.sort_by_key(|s| s.function as u8);
     sites
+}
+
+/// The GNU build-id of an ELF file, in hex.
+pub fn build_id(data: &[u8]) -> Option<String> {
+    let obj = object::File::parse(data).ok()?;
+    let id = obj.build_id().ok()??;
+    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The shared libraries an ELF file names in its dynamic string table
+/// (`DT_NEEDED` entries are among them): `lib*.so*` strings.
+pub fn needed_libraries(data: &[u8]) -> Vec<String> {
+    use object::ObjectSection;
+    let Ok(obj) = object::File::parse(data) else {
+        return Vec::new();
+    };
+    let Some(dynstr) = obj.section_by_name(".dynstr").and_then(|s| s.data().ok()) else {
+        return Vec::new();
+    };
+    dynstr
+        .split(|&b| b == 0)
+        .filter_map(|s| std::str::from_utf8(s).ok())
+        .filter(|s| s.starts_with("lib") && s.contains(".so"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Converts a virtual address to a file offset through the loadable segments.

@@ -87,7 +87,7 @@ const RETURN_SITE_PROGRAMS: [(TlsFunction, &str); 2] = [
 
 /// Syscall tracepoints that tie connections to their sockets (see sensor-ebpf's
 /// io.rs); the program is named after the tracepoint.
-const IO_TRACEPOINTS: [&str; 8] = [
+const IO_TRACEPOINTS: [&str; 9] = [
     "sys_enter_read",
     "sys_enter_readv",
     "sys_enter_recvfrom",
@@ -96,13 +96,15 @@ const IO_TRACEPOINTS: [&str; 8] = [
     "sys_enter_writev",
     "sys_enter_sendto",
     "sys_enter_sendmsg",
+    // Connects to TLS ports, for coverage (see sensor-ebpf's net.rs).
+    "sys_enter_connect",
 ];
 
 /// Scheduler tracepoints for process lifecycle (see sensor-ebpf's lifecycle.rs).
 const SCHED_TRACEPOINTS: [&str; 2] = ["sched_process_exec", "sched_process_exit"];
 
 /// Options of [`Probes::load`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Ring buffer size in bytes.
     pub ring_bytes: u32,
@@ -110,6 +112,8 @@ pub struct LoadOptions {
     pub wakeup_bytes: u64,
     /// Use emulated probe sites where the analysis found them.
     pub emulated_sites: bool,
+    /// Destination ports whose connects are reported for coverage.
+    pub tls_ports: Vec<u16>,
 }
 
 /// How one function of one target was hooked.
@@ -173,6 +177,7 @@ impl Probes {
             })?;
         }
         attach_io_tracepoints(&mut ebpf);
+        set_tls_ports(&mut ebpf, &opts.tls_ports)?;
         let counters = ebpf
             .take_map("COUNTERS")
             .ok_or(CaptureError::MissingMap("COUNTERS"))?;
@@ -422,6 +427,20 @@ fn attach_io_tracepoints(ebpf: &mut Ebpf) {
             "scheduler tracepoints unavailable: new programs are found only by rescans"
         );
     }
+}
+
+/// Tells the connect tracepoint which destination ports are TLS ports.
+fn set_tls_ports(ebpf: &mut Ebpf, ports: &[u16]) -> Result<(), CaptureError> {
+    let map = ebpf
+        .map_mut("TLS_PORTS")
+        .ok_or(CaptureError::MissingMap("TLS_PORTS"))?;
+    let mut map: aya::maps::HashMap<_, u16, u8> =
+        aya::maps::HashMap::try_from(map).map_err(|e| CaptureError::Load(e.to_string()))?;
+    for &port in ports.iter().take(sensor_common::MAX_TLS_PORTS as usize) {
+        map.insert(&port, &1, 0)
+            .map_err(|e| CaptureError::Load(format!("TLS_PORTS: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Mounts tracefs at /sys/kernel/tracing when neither it nor debugfs's copy is

@@ -5,7 +5,9 @@
 //! types for `telltale targets`, and [`KernelCounters`].
 
 mod btf;
+mod coverage;
 mod elf;
+mod golang;
 mod loader;
 mod record;
 mod sites;
@@ -17,9 +19,10 @@ use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
+pub use coverage::{Coverage, StackUse};
 pub use elf::Library;
 pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
-pub use record::{Chunk, FdBind, Record, comm_str};
+pub use record::{Chunk, Connect, FdBind, Record, comm_str};
 pub use sensor_common::FdSource;
 pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};
 
@@ -112,13 +115,14 @@ impl Capture {
         self.attach_new(new)
     }
 
-    /// Looks at the program of a process that just exec'd; attaches to it when it
-    /// is a TLS stack not seen before. Returns how many targets were added.
-    pub fn exec(&mut self, pid: u32) -> usize {
+    /// Looks at the program of a process that just exec'd (`path` as the
+    /// kernel reported it); attaches to it when it is a TLS stack not seen
+    /// before. Returns how many targets were added.
+    pub fn exec(&mut self, pid: u32, path: Option<&Path>) -> usize {
         if !self.discovery_cfg.scan_processes {
             return 0;
         }
-        let new = self.discovery.scan_pid(pid);
+        let new = self.discovery.scan_pid(pid, path);
         self.attach_new(new)
     }
 
@@ -174,6 +178,11 @@ impl Capture {
     /// what was already captured can still be drained.
     pub fn detach(&mut self) {
         self.probes.detach();
+    }
+
+    /// Why files with a TLS stack were not attached to, by file.
+    pub fn notes(&self) -> &std::collections::HashMap<targets::FileId, String> {
+        &self.discovery.notes
     }
 
     /// Records rejected by the parser (never expected; a sign of a build mismatch).

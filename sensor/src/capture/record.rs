@@ -16,10 +16,36 @@ pub enum Record<'a> {
     ServerName(ServerName),
     /// The socket descriptor of a connection, learned after its data.
     FdBind(FdBind),
-    /// Process `pid` started a new program.
-    Exec(u32),
+    /// A process started a new program.
+    Exec(Exec),
     /// Process `pid`, which made SSL calls, exited.
     Exit(u32),
+    /// A process connected to a TLS port (first time per destination).
+    Connect(Connect),
+}
+
+/// Process `pid` started the program at `path` (as passed to `execve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// Process id.
+    pub pid: u32,
+    /// The program's path, when the kernel could read it.
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// Process `pid` connected a socket to `remote`, a TLS port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    /// Process id.
+    pub pid: u32,
+    /// The socket descriptor.
+    pub fd: i32,
+    /// The destination.
+    pub remote: std::net::SocketAddr,
+    /// `comm` of the thread that connected.
+    pub comm: String,
+    /// `CLOCK_MONOTONIC` ns.
+    pub ts_ns: u64,
 }
 
 /// The descriptor `fd` of process `pid` carries connection `conn`.
@@ -128,8 +154,9 @@ pub fn parse(buf: &[u8]) -> Result<Record<'_>, RecordError> {
         Some(RecordKind::ConnClose) => parse_close(buf).map(Record::Close),
         Some(RecordKind::ServerName) => parse_server_name(buf).map(Record::ServerName),
         Some(RecordKind::FdBind) => parse_fd_bind(buf).map(Record::FdBind),
-        Some(RecordKind::Exec) => parse_process(buf).map(Record::Exec),
+        Some(RecordKind::Exec) => parse_exec(buf).map(Record::Exec),
         Some(RecordKind::Exit) => parse_process(buf).map(Record::Exit),
+        Some(RecordKind::Connect) => parse_connect(buf).map(Record::Connect),
         None => Err(RecordError::Kind(kind)),
     }
 }
@@ -156,6 +183,44 @@ fn parse_close(buf: &[u8]) -> Result<Close, RecordError> {
 fn parse_process(buf: &[u8]) -> Result<u32, RecordError> {
     let r: sensor_common::ProcessRecord = read_record(buf)?;
     Ok(r.pid)
+}
+
+fn parse_exec(buf: &[u8]) -> Result<Exec, RecordError> {
+    use std::os::unix::ffi::OsStrExt;
+    let r: sensor_common::ExecRecord = read_record(buf)?;
+    let len = usize::from(r.path_len).min(sensor_common::EXEC_PATH_MAX);
+    let bytes = &r.path[..len];
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(len);
+    let path =
+        (end > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[..end])));
+    Ok(Exec { pid: r.pid, path })
+}
+
+fn parse_connect(buf: &[u8]) -> Result<Connect, RecordError> {
+    let r: sensor_common::ConnectRecord = read_record(buf)?;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let a = r.addr;
+    let ip = match r.family {
+        2 => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+        10 => {
+            let v6 = Ipv6Addr::from(a);
+            v6.to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6))
+        }
+        _ => {
+            return Err(RecordError::Malformed(
+                "connect record of an unknown family",
+            ));
+        }
+    };
+    Ok(Connect {
+        pid: r.pid,
+        fd: r.fd,
+        remote: SocketAddr::new(ip, r.port),
+        comm: comm_str(&r.comm),
+        ts_ns: r.ts_ns,
+    })
 }
 
 fn parse_fd_bind(buf: &[u8]) -> Result<FdBind, RecordError> {

@@ -103,6 +103,9 @@ pub struct Skipped {
 #[derive(Debug, Default)]
 pub struct Discovery {
     known: HashMap<FileId, Option<u64>>,
+    /// Why files that carry a TLS stack were not made targets (coverage
+    /// gaps name these reasons).
+    pub notes: HashMap<FileId, String>,
     next_id: u64,
     /// Operator-named files that could not be used (reported once).
     pub skipped: Vec<Skipped>,
@@ -156,9 +159,22 @@ impl Discovery {
 
     /// Looks at the program and libraries of one process (one that just exec'd)
     /// and returns the targets not seen before.
-    pub fn scan_pid(&mut self, pid: u32) -> Vec<Target> {
+    /// `path` is the program as the kernel reported the exec: when the process
+    /// is already gone (a short-lived CLI), an absolute path is inspected
+    /// directly so that its next run is hooked.
+    pub fn scan_pid(&mut self, pid: u32, path: Option<&Path>) -> Vec<Target> {
         let mut candidates = Vec::new();
         process_candidates(pid, &mut BTreeSet::new(), &mut candidates);
+        if !candidates.iter().any(|c| c.kind == TargetKind::Executable)
+            && let Some(path) = path.filter(|p| p.is_absolute())
+        {
+            push_file(
+                path,
+                TargetKind::Executable,
+                &format!("executed by pid {pid}"),
+                &mut candidates,
+            );
+        }
         self.inspect(candidates)
     }
 
@@ -180,14 +196,21 @@ impl Discovery {
         let mut files: Vec<_> = by_file.into_values().collect();
         files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         for (c, reasons) in files {
-            let symbols = match elf::tls_functions(&c.path) {
-                Ok(symbols) => symbols,
+            let inspection = match elf::inspect(&c.path) {
+                Ok(i) => i,
                 Err(e) => {
                     tracing::debug!(path = %c.path.display(), error = %e, "not inspectable");
-                    None
+                    elf::Inspection::default()
                 }
             };
-            let Some(symbols) = symbols.filter(|s| !(s.io.is_empty() && s.hooks.is_empty())) else {
+            if let Some(note) = inspection.note {
+                tracing::info!(path = %c.path.display(), "{note}");
+                self.notes.insert(c.file, note);
+            }
+            let Some(symbols) = inspection
+                .symbols
+                .filter(|s| !(s.io.is_empty() && s.hooks.is_empty()))
+            else {
                 if reasons.contains("configured target") {
                     self.skip_once(&c.path, "defines no TLS read/write functions we know");
                 }

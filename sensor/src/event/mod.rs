@@ -364,6 +364,12 @@ pub struct PipelineStats {
     pub decode_detect_ns_max: u64,
     /// Time spent waiting for the sinks' queue (backpressure), ns.
     pub sink_wait_ns_total: u64,
+    /// `coverage` events: processes that opened TLS connections the probes
+    /// cannot see.
+    pub coverage_gaps: u64,
+    /// Connects to TLS ports never judged for coverage because too many
+    /// waited at once.
+    pub coverage_checks_dropped: u64,
 }
 
 /// Attachment summary.
@@ -373,6 +379,51 @@ pub struct TargetStats {
     pub attached: usize,
     /// Files where every attach failed.
     pub failed: usize,
+}
+
+/// Body of a `coverage` event: a process connected to a TLS port and none of
+/// its TLS stacks is hooked, so what it sends is not visible.
+#[derive(Debug, Serialize)]
+pub struct CoverageEvent {
+    /// The process.
+    pub process: ProcessOut,
+    /// Where it connected.
+    pub destination: Destination,
+    /// Its program.
+    pub binary: Binary,
+    /// What the sensor found and why it cannot see the traffic.
+    pub tls: CoverageTls,
+}
+
+/// A connection's destination.
+#[derive(Debug, Serialize)]
+pub struct Destination {
+    /// Address.
+    pub ip: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// A process's executable.
+#[derive(Debug, Serialize)]
+pub struct Binary {
+    /// Path, when readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// GNU build-id (hex), when the file has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+}
+
+/// The TLS side of a coverage gap.
+#[derive(Debug, Serialize)]
+pub struct CoverageTls {
+    /// Always false: covered processes raise no event.
+    pub visible: bool,
+    /// TLS stacks recognised in the executable and its libraries (none hooked).
+    pub stacks: Vec<crate::capture::StackUse>,
+    /// Why the traffic is not visible, in one line.
+    pub reason: String,
 }
 
 /// Body of a `sensor.status` event.

@@ -1,0 +1,3 @@
+module telltale.test/gohttps
+
+go 1.19
