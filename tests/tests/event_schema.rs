@@ -38,6 +38,7 @@ fn definition(event_type: &str) -> Option<&'static str> {
         "decode.error" => "decode_error_event",
         "sensor.status" => "sensor_status_event",
         "tls.data" => "tls_data_event",
+        "coverage" => "coverage_event",
         _ => return None,
     })
 }
@@ -53,19 +54,26 @@ struct Checker {
 impl Checker {
     fn new() -> Self {
         let schema = schema();
-        let by_type = ["alert", "http", "decode.error", "sensor.status", "tls.data"]
-            .into_iter()
-            .map(|t| {
-                let mut one = schema.clone();
-                let root = one.as_object_mut().expect("the schema is an object");
-                root.remove("oneOf");
-                root.insert(
-                    "allOf".into(),
-                    json!([{ "$ref": format!("#/$defs/{}", definition(t).expect("known type")) }]),
-                );
-                (t, build(&one))
-            })
-            .collect();
+        let by_type = [
+            "alert",
+            "http",
+            "decode.error",
+            "sensor.status",
+            "tls.data",
+            "coverage",
+        ]
+        .into_iter()
+        .map(|t| {
+            let mut one = schema.clone();
+            let root = one.as_object_mut().expect("the schema is an object");
+            root.remove("oneOf");
+            root.insert(
+                "allOf".into(),
+                json!([{ "$ref": format!("#/$defs/{}", definition(t).expect("known type")) }]),
+            );
+            (t, build(&one))
+        })
+        .collect();
         Self {
             all: build(&schema),
             by_type,
@@ -254,8 +262,30 @@ fn tls_data() -> Value {
     )
 }
 
+fn coverage() -> Value {
+    with(
+        envelope("coverage"),
+        json!({
+            "process": process(),
+            "destination": {"ip": "160.79.104.10", "port": 443},
+            "binary": {"path": "/usr/local/bin/agent", "build_id": "a80cf642fd936aca99aa2c8615c48f8c9ea050da"},
+            "tls": {"visible": false,
+                    "stacks": [{"library": "rustls 0.23.46", "path": "/usr/local/bin/agent",
+                                "reason": "rustls is compiled into the program"}],
+                    "reason": "rustls 0.23.46: rustls is compiled into the program"}
+        }),
+    )
+}
+
 fn examples() -> Vec<Value> {
-    vec![alert(), http(), decode_error(), status(), tls_data()]
+    vec![
+        alert(),
+        http(),
+        decode_error(),
+        status(),
+        tls_data(),
+        coverage(),
+    ]
 }
 
 /// Applies `edit` to a copy of `v`.
@@ -301,7 +331,14 @@ fn schema_is_valid_draft_2020_12() {
     let types = &s["$defs"]["envelope"]["properties"]["event_type"]["enum"];
     assert_eq!(
         types,
-        &json!(["alert", "http", "decode.error", "sensor.status", "tls.data"])
+        &json!([
+            "alert",
+            "http",
+            "decode.error",
+            "sensor.status",
+            "tls.data",
+            "coverage"
+        ])
     );
 }
 

@@ -384,6 +384,15 @@ fn unhookable_tls_raises_a_coverage_event() {
         .find(|e| e["binary"]["path"] == uv.canonicalize().expect("uv path").display().to_string())
         .unwrap_or_else(|| panic!("no coverage event for uv ({uv_pid_hint}): {coverage:?}\n{log}"));
     assert_eq!(gap["tls"]["visible"], false);
+    // Every event of the run, the coverage event included, matches the schema.
+    let schema_path = telltale_tests::workspace_root().join("schema/telltale-event.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).expect("schema")).expect("JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    for e in &events {
+        let errors: Vec<String> = validator.iter_errors(e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}: {e}");
+    }
     assert_eq!(gap["destination"]["ip"], "127.0.0.1");
     assert_eq!(gap["destination"]["port"], u64::from(nginx.port_tls13));
     let build_id = gap["binary"]["build_id"].as_str().unwrap_or_default();

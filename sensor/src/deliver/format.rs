@@ -75,7 +75,8 @@ pub fn level(native: &Value) -> Level {
             Some("critical") => Level::Critical,
             _ => Level::Info,
         },
-        Some("decode.error") => Level::Low,
+        // A process whose TLS the sensor cannot see: worth a look.
+        Some("decode.error" | "coverage") => Level::Low,
         _ => Level::Info,
     }
 }
@@ -913,6 +914,7 @@ fn ecs(e: &Value) -> Value {
         "tls.data" => ("event", vec!["network"], vec!["protocol"]),
         "decode.error" => ("event", vec!["network"], vec!["protocol", "info"]),
         "sensor.status" => ("metric", vec!["host"], vec!["info"]),
+        "coverage" => ("event", vec!["host", "network"], vec!["info"]),
         _ => ("event", vec!["network"], vec!["info"]),
     };
     let window = at(e, "/alert/window");

@@ -482,7 +482,7 @@ impl ProcessOut {
 pub fn level(event_type: &str, json: &[u8]) -> telltale::deliver::Level {
     use telltale::deliver::Level;
     match event_type {
-        "decode.error" => Level::Low,
+        "decode.error" | "coverage" => Level::Low,
         "alert" => {
             #[derive(serde::Deserialize)]
             struct A {
