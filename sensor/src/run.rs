@@ -15,7 +15,8 @@ use tokio::{
 
 use crate::{
     capture::{
-        AttachedTarget, Capture, Connect, Coverage, Discovery, DiscoveryConfig, LoadOptions, Record,
+        AttachedTarget, Capture, Connect, Coverage, Discovery, DiscoveryConfig, LoadOptions,
+        NetProcess, Record, network_processes,
     },
     clock::Clock,
     config::{Config, Emit},
@@ -59,15 +60,23 @@ fn discovery_config(cfg: &Config) -> DiscoveryConfig {
 pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
     let mut d = Discovery::new();
     let targets = d.scan(&discovery_config(cfg));
+    let planned: Vec<AttachedTarget> = targets
+        .iter()
+        .cloned()
+        .map(AttachedTarget::planned)
+        .collect();
+    let processes = network_processes(&planned, &d.notes);
     if json {
         #[derive(Serialize)]
         struct Out<'a> {
             targets: &'a [crate::capture::Target],
             skipped: &'a [crate::capture::Skipped],
+            processes: &'a [NetProcess],
         }
         let out = Out {
             targets: &targets,
             skipped: &d.skipped,
+            processes: &processes,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -88,7 +97,7 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
         }
         for f in &t.functions {
             println!(
-                "    {:<13} offset {:#x}  {}",
+                "    {:<24} offset {:#x}  {}",
                 f.function.symbol(),
                 f.file_offset,
                 f.plan.describe()
@@ -96,7 +105,7 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
         }
         for h in &t.hooks {
             println!(
-                "    {:<13} offset {:#x}  {}",
+                "    {:<24} offset {:#x}  {}",
                 h.symbol,
                 h.file_offset,
                 h.kind.describe()
@@ -105,6 +114,52 @@ pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
     }
     for s in &d.skipped {
         println!("skipped {}: {}", s.path.display(), s.reason);
+    }
+    println!();
+    println!("processes with network sockets ({}):", processes.len());
+    println!(
+        "  {:>7}  {:<15} {:<22} {:<30} TLS",
+        "PID", "COMM", "SOCKETS", "EXECUTABLE"
+    );
+    for p in &processes {
+        let ports: Vec<String> = p.sockets.remote_ports.iter().map(u16::to_string).collect();
+        let sockets = format!(
+            "{} tcp {} udp{}",
+            p.sockets.tcp,
+            p.sockets.udp,
+            if ports.is_empty() {
+                String::new()
+            } else {
+                format!(" →{}", ports.join(","))
+            }
+        );
+        let exe = p
+            .tls
+            .exe
+            .as_ref()
+            .map(|e| e.display().to_string())
+            .unwrap_or_else(|| "?".to_owned());
+        let tls = if p.tls.stacks.is_empty() {
+            "none found (not visible if it speaks TLS)".to_owned()
+        } else {
+            p.tls
+                .stacks
+                .iter()
+                .map(|s| match (&s.hooked, &s.reason) {
+                    (Some(how), _) => format!("{} hooked: {how}", s.library),
+                    (None, why) => format!(
+                        "{} NOT hooked: {}",
+                        s.library,
+                        why.as_deref().unwrap_or("unknown")
+                    ),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        println!(
+            "  {:>7}  {:<15} {:<22} {:<30} {tls}",
+            p.tls.pid, p.tls.comm, sockets, exe
+        );
     }
     Ok(())
 }

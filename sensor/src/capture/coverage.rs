@@ -494,6 +494,113 @@ fn crate_version(data: &[u8], needle: &[u8]) -> Option<String> {
         .then(|| v.to_owned())
 }
 
+/// A process's network sockets, from its own network namespace's tables.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetSummary {
+    /// TCP sockets (any state) the process holds.
+    pub tcp: usize,
+    /// UDP sockets.
+    pub udp: usize,
+    /// Remote ports of its connected TCP sockets, sorted, unique.
+    pub remote_ports: Vec<u16>,
+}
+
+/// A process with network sockets and its TLS view.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetProcess {
+    /// The TLS view.
+    #[serde(flatten)]
+    pub tls: ProcessTls,
+    /// Its sockets.
+    pub sockets: NetSummary,
+}
+
+/// Every running process that holds TCP or UDP sockets, with its TLS view
+/// against `targets` (attached, or as discovery planned them).
+pub fn network_processes(
+    targets: &[AttachedTarget],
+    notes: &HashMap<FileId, String>,
+) -> Vec<NetProcess> {
+    let mut coverage = Coverage::new();
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    let mut pids: Vec<u32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let Some(sockets) = net_summary(pid) else {
+            continue;
+        };
+        if sockets.tcp + sockets.udp == 0 {
+            continue;
+        }
+        if let Some(tls) = coverage.inspect(pid, targets, notes) {
+            out.push(NetProcess { tls, sockets });
+        }
+    }
+    out
+}
+
+/// The inet sockets process `pid` holds, matched by inode against the socket
+/// tables of its network namespace. `None` when its descriptors are unreadable.
+fn net_summary(pid: u32) -> Option<NetSummary> {
+    let mut inodes = HashSet::new();
+    for fd in fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(link) = fs::read_link(fd.path())
+            && let Some(ino) = link
+                .to_str()
+                .and_then(|l| l.strip_prefix("socket:["))
+                .and_then(|l| l.strip_suffix(']'))
+                .and_then(|l| l.parse::<u64>().ok())
+        {
+            inodes.insert(ino);
+        }
+    }
+    let mut sum = NetSummary::default();
+    if inodes.is_empty() {
+        return Some(sum);
+    }
+    let mut ports = std::collections::BTreeSet::new();
+    for (table, is_tcp) in [
+        ("tcp", true),
+        ("tcp6", true),
+        ("udp", false),
+        ("udp6", false),
+    ] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(ino)) = (f.get(2), f.get(3), f.get(9)) else {
+                continue;
+            };
+            if !ino.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
+                continue;
+            }
+            if is_tcp {
+                sum.tcp += 1;
+                // 01: ESTABLISHED; the port is the hex after the colon.
+                if *state == "01"
+                    && let Some(port) = remote
+                        .rsplit_once(':')
+                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                {
+                    ports.insert(port);
+                }
+            } else {
+                sum.udp += 1;
+            }
+        }
+    }
+    sum.remote_ports = ports.into_iter().collect();
+    Some(sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +629,20 @@ mod tests {
         assert!(c.first_report(1, Some(exe)));
         assert!(!c.first_report(1, Some(exe)));
         assert!(c.first_report(2, Some(exe)));
+    }
+
+    /// A process with a TCP connection is listed with its remote port.
+    #[test]
+    fn processes_with_sockets_are_listed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let me = network_processes(&[], &HashMap::new())
+            .into_iter()
+            .find(|p| p.tls.pid == std::process::id())
+            .expect("this process holds sockets");
+        assert!(me.sockets.tcp >= 2, "{:?}", me.sockets);
+        assert!(me.sockets.remote_ports.contains(&port), "{:?}", me.sockets);
     }
 
     /// This test process maps no TLS library hooked by nobody: it is seen,

@@ -19,7 +19,7 @@ use aya::maps::{MapData, RingBuf};
 use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 
-pub use coverage::{Coverage, StackUse};
+pub use coverage::{Coverage, NetProcess, StackUse, network_processes};
 pub use elf::Library;
 pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
 pub use record::{Chunk, Connect, FdBind, Record, comm_str};
@@ -65,6 +65,33 @@ pub struct AttachedTarget {
 }
 
 impl AttachedTarget {
+    /// A target as discovery planned it, before (or without) attaching: each
+    /// function and hook with its planned strategy.
+    pub fn planned(target: Target) -> Self {
+        let mut attachments: Vec<FunctionAttachment> = target
+            .functions
+            .iter()
+            .map(|f| FunctionAttachment {
+                symbol: f.function.symbol(),
+                offset: format!("{:#x}", f.file_offset),
+                strategy: f.plan.name(),
+                detail: f.plan.describe(),
+                error: None,
+            })
+            .collect();
+        attachments.extend(target.hooks.iter().map(|h| FunctionAttachment {
+            symbol: h.symbol,
+            offset: format!("{:#x}", h.file_offset),
+            strategy: "entry",
+            detail: h.kind.describe().to_owned(),
+            error: None,
+        }));
+        Self {
+            target,
+            attachments,
+        }
+    }
+
     /// True when at least one function is hooked.
     pub fn is_active(&self) -> bool {
         self.attachments.iter().any(|a| a.error.is_none())
