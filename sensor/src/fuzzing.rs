@@ -186,6 +186,40 @@ pub fn llm_request(data: &[u8]) {
     let _ = llm::parse_request(&endpoint, body);
 }
 
+/// The program-file analyses (Go's pc-line table, stripped static TLS
+/// libraries) on a hostile file: they return an answer or an error, never
+/// panic, and what they find lies inside the file.
+#[cfg(feature = "binaries")]
+pub fn binary(data: &[u8]) {
+    use crate::binary::{golang, stripped};
+    let _ = golang::is_go(data);
+    if let Ok(Some(go)) = golang::go_tls(data) {
+        for f in [&go.write, &go.read] {
+            assert!(
+                f.file_offset < data.len() as u64,
+                "Go function outside the file"
+            );
+            assert!(
+                f.entry_site < f.size.max(1),
+                "entry site outside the function"
+            );
+            assert!(
+                f.ret_sites.iter().all(|r| *r < f.size),
+                "RET outside the function"
+            );
+        }
+    }
+    if let Ok(Some(found)) = stripped::discover(data) {
+        for a in found.addresses() {
+            assert!(
+                stripped::file_offset(data, a).is_some_and(|o| o < data.len() as u64),
+                "address {a:#x} outside the file"
+            );
+        }
+    }
+    let _ = stripped::build_id(data);
+}
+
 /// Seed inputs for the targets, made from the real captures in tests/captures
 /// and from hand-written edge cases; `write_seeds` stores them in fuzz/seeds.
 #[cfg(test)]

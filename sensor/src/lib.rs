@@ -6,6 +6,8 @@
 //! library they are what the fuzz targets and the decode benchmark exercise.
 
 pub mod alert;
+#[cfg(feature = "binaries")]
+pub mod binary;
 pub mod decode;
 #[cfg(feature = "sinks")]
 pub mod deliver;

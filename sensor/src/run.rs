@@ -53,13 +53,15 @@ fn discovery_config(cfg: &Config) -> DiscoveryConfig {
         runtimes: cfg.capture.runtimes.clone(),
         extra: cfg.capture.extra_targets.clone(),
         scan_processes: cfg.capture.scan_processes,
+        analysis_cache: Some(cfg.state.dir.join("binaries.json")),
     }
 }
 
 /// `telltale targets`: discovery only, nothing is loaded into the kernel.
 pub fn print_targets(cfg: &Config, json: bool) -> anyhow::Result<()> {
-    let mut d = Discovery::new();
-    let targets = d.scan(&discovery_config(cfg));
+    let dcfg = discovery_config(cfg);
+    let mut d = Discovery::new(dcfg.analysis_cache.as_deref());
+    let targets = d.scan(&dcfg);
     let planned: Vec<AttachedTarget> = targets
         .iter()
         .cloned()

@@ -425,3 +425,171 @@ fn unhookable_tls_raises_a_coverage_event() {
         1
     );
 }
+
+/// `tool` is missing: a skip line outside CI, a failure under CI (where
+/// `./x setup` installs it).
+fn missing(tool: &str, test: &str) {
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "{test}: {tool} is missing under CI; `./x setup` installs it"
+    );
+    eprintln!("skipping {test}: {tool} is not installed (./x setup installs it)");
+}
+
+/// Runs `client` twice (a new program is found at its exec; the first run can
+/// finish before its probes are in place), waiting in between until the sensor
+/// says it attached to `program` with `placement`. Returns the second run.
+fn run_twice(
+    sensor: &Sensor,
+    program: &Path,
+    placement: &str,
+    mut client: impl FnMut(u32) -> telltale_tests::ClientRun,
+) -> telltale_tests::ClientRun {
+    let _ = client(0);
+    assert!(
+        sensor.wait_log(
+            &["attached", &program.display().to_string(), placement],
+            Duration::from_secs(90)
+        ),
+        "the sensor did not attach to {}",
+        program.display()
+    );
+    client(1)
+}
+
+/// A statically linked OpenSSL client, stripped: its functions are found by
+/// machine-code analysis and its traffic is captured like libssl's.
+#[test]
+fn stripped_static_openssl_client_is_captured() {
+    const TEST: &str = "stripped_static_openssl_client_is_captured";
+    if !can_load_probes(TEST) {
+        return;
+    }
+    if !Path::new("/usr/lib/x86_64-linux-gnu/libssl.a").exists() {
+        missing("libssl-dev (libssl.a)", TEST);
+        return;
+    }
+    let _g = exclusive();
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = telltale_tests::workspace_root().join("tests/clients/static-openssl/client.c");
+    let unstripped = dir.path().join("client");
+    let client = dir.path().join("static-client");
+    let ok = Command::new("gcc")
+        .args(["-O2"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&unstripped)
+        .args([
+            "-Wl,-Bstatic",
+            "-lssl",
+            "-lcrypto",
+            "-Wl,-Bdynamic",
+            "-ldl",
+            "-pthread",
+        ])
+        .status()
+        .expect("gcc");
+    assert!(ok.success(), "building the static client");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&client)
+        .arg(&unstripped)
+        .status()
+        .expect("strip");
+    assert!(ok.success());
+    let nginx = Nginx::start();
+    let sensor = Sensor::start(&[]);
+    let port = nginx.port_tls13.to_string();
+    let mut marks = Vec::new();
+    let run = run_twice(&sensor, &client, "SSL_write:", |round| {
+        let m = marker(&format!("static-{round}"));
+        marks.push(m.clone());
+        telltale_tests::run_client(
+            Command::new(&client).args(["localhost", &port, &format!("/static/100?m={m}")]),
+            Duration::from_secs(60),
+        )
+    });
+    let (events, log) = sensor.stop();
+    assert_no_loss(&events);
+    assert!(
+        log.contains("SSL_write:emulated-sites") || log.contains("SSL_write:entry+uretprobe"),
+        "{log}"
+    );
+    let m = &marks[1];
+    let conn = connection_with(&events, run.pid, m);
+    let want =
+        format!("GET /static/100?m={m} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    assert_eq!(conn.egress, want.as_bytes());
+    let (head, body) = telltale_tests::split_http(&conn.ingress);
+    assert!(head.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(body == nginx.static_file(100));
+    for e in events_of(&events, run.pid) {
+        assert_eq!(e["tls"]["library_kind"], "openssl", "{}", e["tls"]);
+        assert_eq!(e["tls"]["library"], client.display().to_string());
+        assert_eq!(e["tls"]["server_name"], "localhost", "SNI through SSL_ctrl");
+    }
+}
+
+/// A Bun-compiled executable (BoringSSL linked in, stripped): found by
+/// machine-code analysis or the shipped offsets of its Bun release.
+#[test]
+fn bun_compiled_client_is_captured() {
+    const TEST: &str = "bun_compiled_client_is_captured";
+    if !can_load_probes(TEST) {
+        return;
+    }
+    let bun = telltale_tests::workspace_root().join(".tools/bun/bun");
+    if !bun.is_file() {
+        missing(".tools/bun/bun", TEST);
+        return;
+    }
+    let _g = exclusive();
+    let dir = tempfile::tempdir().expect("tmp");
+    let app = dir.path().join("bun-client");
+    let src = telltale_tests::workspace_root().join("tests/clients/bun-fetch/client.js");
+    let out = Command::new(&bun)
+        .args(["build", "--compile"])
+        .arg(&src)
+        .arg("--outfile")
+        .arg(&app)
+        .env("BUN_INSTALL_CACHE_DIR", dir.path().join("bun-cache"))
+        .output()
+        .expect("bun build --compile");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nginx = Nginx::start();
+    let sensor = Sensor::start(&[]);
+    let url = format!("https://127.0.0.1:{}/post", nginx.port_tls13);
+    let mut sent = Vec::new();
+    let run = run_twice(&sensor, &app, "SSL_write:", |round| {
+        let m = marker(&format!("bun-{round}"));
+        let body = format!("{{\"marker\":\"{m}\",\"via\":\"bun\"}}");
+        let file = dir.path().join(&m);
+        std::fs::write(&file, &body).expect("body");
+        sent.push((m, body));
+        let run = telltale_tests::run_client(
+            Command::new(&app).arg(&url).arg(&file),
+            Duration::from_secs(60),
+        );
+        assert!(contains(&run.stdout, b"posted"), "{}", run.stderr);
+        run
+    });
+    let (events, _) = sensor.stop();
+    assert_no_loss(&events);
+    let (m, body) = &sent[1];
+    // Bun's HTTP client runs on its own thread; the events name the process.
+    let conn = connection_with(&events, run.pid, m);
+    let (head, got) = telltale_tests::split_http(&conn.egress);
+    let head = String::from_utf8_lossy(head);
+    assert!(head.starts_with("POST /post HTTP/1.1\r\n"), "{head}");
+    assert_eq!(got, body.as_bytes());
+    assert!(conn.ingress.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(conn.ingress.ends_with(b"posted\n"));
+    for e in events_of(&events, run.pid) {
+        assert_eq!(e["tls"]["library_kind"], "boringssl", "{}", e["tls"]);
+        assert_eq!(e["tls"]["library"], app.display().to_string());
+    }
+}

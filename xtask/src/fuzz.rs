@@ -9,7 +9,14 @@ use anyhow::{Context as _, Result, bail};
 use crate::{Repo, cmd};
 
 /// Every fuzz target in fuzz/Cargo.toml.
-pub const TARGETS: &[&str] = &["http1", "http2", "content", "decoder", "llm_request"];
+pub const TARGETS: &[&str] = &[
+    "http1",
+    "http2",
+    "content",
+    "decoder",
+    "llm_request",
+    "binary",
+];
 
 /// What `cargo fuzz build` passes to rustc for libFuzzer.
 const RUSTFLAGS: &str = "-Cpasses=sancov-module \

@@ -60,9 +60,11 @@ pub fn setup(repo: &Repo, apt: bool) -> Result<()> {
     if apt {
         packages().context("setup: Debian packages")?;
         python_sdks(repo).context("setup: Python SDK virtualenv")?;
+        bun(repo).context("setup: Bun")?;
     } else {
         println!("packages: skipped");
         println!("python sdks: skipped");
+        println!("bun: skipped");
     }
     tracefs();
     Ok(())
@@ -415,6 +417,74 @@ fn python_sdks(repo: &Repo) -> Result<()> {
     }
     write_stamp(&stamp, &want)?;
     println!("python sdks: ok (installed anthropic {ANTHROPIC_SDK_VERSION}, uv {UV_VERSION})");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Bun
+
+/// The Bun release the tests compile a client with: a single native binary
+/// with BoringSSL linked in and its symbols stripped, whose TLS functions the
+/// sensor must find by analysing its machine code.
+pub const BUN_VERSION: &str = "1.4.5";
+
+/// npm's integrity (SHA-512) of `@oven/bun-linux-x64` at [`BUN_VERSION`].
+const BUN_SHA512_BASE64: &str =
+    "IWX9BELoGHAUtMonkeSaNaZwXzRk+oDw6Mk+HBFXd3KHYIBNBsIGRupMZPcgNoDbJpLu6gAJjIoIVPZtt1aJ1g==";
+
+/// Downloads Bun's linux-x64 build from the npm registry into `.tools/bun`,
+/// checks its integrity, and unpacks the `bun` binary (x86-64 only).
+fn bun(repo: &Repo) -> Result<()> {
+    let dir = repo.root.join(".tools").join("bun");
+    let bin = dir.join("bun");
+    let stamp = dir.join("bun.stamp");
+    let want = format!("bun = \"{BUN_VERSION}\"\n");
+    if std::env::consts::ARCH != "x86_64" {
+        println!("bun: skipped (the tests use the x86-64 build)");
+        return Ok(());
+    }
+    if bin.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
+        println!("bun: ok (cached, {BUN_VERSION})");
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tgz = dir.join("bun.tgz");
+    let url =
+        format!("https://registry.npmjs.org/@oven/bun-linux-x64/-/bun-linux-x64-{BUN_VERSION}.tgz");
+    println!("bun: downloading {url}");
+    cmd::run(
+        Command::new("curl")
+            .args(["-fsSL", "--retry", "3", "-o"])
+            .arg(&tgz)
+            .arg(&url),
+    )
+    .with_context(|| format!("downloading {url} (is the network up?)"))?;
+    let digest = cmd::output(
+        Command::new("sh")
+            .arg("-c")
+            .arg("openssl dgst -sha512 -binary \"$1\" | base64 -w0")
+            .arg("sh")
+            .arg(&tgz),
+    )?;
+    let got = String::from_utf8_lossy(&digest.stdout).trim().to_owned();
+    if got != BUN_SHA512_BASE64 {
+        let _ = std::fs::remove_file(&tgz);
+        bail!("{url}: SHA-512 {got} does not match npm's integrity {BUN_SHA512_BASE64}");
+    }
+    cmd::run(
+        Command::new("tar")
+            .args(["-xzf"])
+            .arg(&tgz)
+            .arg("-C")
+            .arg(&dir)
+            .args(["--strip-components=2", "package/bin/bun"]),
+    )?;
+    let _ = std::fs::remove_file(&tgz);
+    if !bin.is_file() {
+        bail!("{} has no package/bin/bun", url);
+    }
+    write_stamp(&stamp, &want)?;
+    println!("bun: ok (installed {BUN_VERSION})");
     Ok(())
 }
 

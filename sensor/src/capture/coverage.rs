@@ -458,7 +458,7 @@ pub fn identify(path: &Path, data: &[u8]) -> Option<(String, String)> {
                 .to_owned(),
         ));
     }
-    if super::golang::is_go(data) {
+    if telltale::binary::golang::is_go(data) {
         return Some((
             "go".to_owned(),
             "a Go program whose crypto/tls functions were not found".to_owned(),

@@ -2,6 +2,11 @@
 
 use std::{collections::HashMap, fs::File, path::Path};
 
+use telltale::binary::{
+    golang,
+    stripped::{self, Cache},
+};
+
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 use sensor_common::TlsFunction;
 use serde::Serialize;
@@ -174,8 +179,9 @@ pub struct Inspection {
 
 /// Inspects a file for every TLS stack Telltale hooks: exported or static
 /// symbols of OpenSSL/BoringSSL, GnuTLS and NSS, then Go's crypto/tls through
-/// its `.gopclntab`.
-pub fn inspect(path: &Path) -> Result<Inspection, ElfError> {
+/// its `.gopclntab`, then OpenSSL/BoringSSL linked in and stripped (machine-code
+/// analysis, remembered per build-id in `cache` when one is given).
+pub fn inspect(path: &Path, cache: Option<&mut Cache>) -> Result<Inspection, ElfError> {
     let io = |source| ElfError::Io {
         path: path.display().to_string(),
         source,
@@ -183,36 +189,107 @@ pub fn inspect(path: &Path) -> Result<Inspection, ElfError> {
     let file = File::open(path).map_err(io)?;
     // SAFETY: as in `tls_functions`.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
-    inspect_bytes(&map).map_err(|source| ElfError::Parse {
+    inspect_bytes(&map, cache).map_err(|source| ElfError::Parse {
         path: path.display().to_string(),
         source,
     })
 }
 
 /// [`inspect`] on a file's bytes.
-pub fn inspect_bytes(data: &[u8]) -> Result<Inspection, object::Error> {
+pub fn inspect_bytes(data: &[u8], cache: Option<&mut Cache>) -> Result<Inspection, object::Error> {
     if let Some(symbols) = tls_functions_in(data)? {
         return Ok(Inspection {
             symbols: Some(symbols),
             note: None,
         });
     }
-    match super::golang::go_tls(data) {
-        Ok(Some(go)) => Ok(Inspection {
-            symbols: Some(go_symbols(&go)),
+    match golang::go_tls(data) {
+        Ok(Some(go)) => {
+            return Ok(Inspection {
+                symbols: Some(go_symbols(&go)),
+                note: None,
+            });
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return Ok(Inspection {
+                symbols: None,
+                note: Some(format!("Go crypto/tls not hookable: {e}")),
+            });
+        }
+    }
+    let found = match cache {
+        Some(cache) => stripped::resolve(data, cache),
+        None => stripped::discover(data),
+    };
+    match found {
+        Ok(Some(found)) => Ok(Inspection {
+            symbols: stripped_symbols(data, &found),
             note: None,
         }),
         Ok(None) => Ok(Inspection::default()),
         Err(e) => Ok(Inspection {
             symbols: None,
-            note: Some(format!("Go crypto/tls not hookable: {e}")),
+            note: Some(format!("statically linked TLS library not located: {e}")),
         }),
     }
 }
 
+/// What the machine-code analysis found, as sites planned like symbols'.
+fn stripped_symbols(data: &[u8], found: &stripped::Found) -> Option<TlsSymbols> {
+    let obj = object::File::parse(data).ok()?;
+    let io: Vec<(TlsFunction, Sym)> = [
+        (TlsFunction::SslWrite, Some(found.ssl_write)),
+        (TlsFunction::SslWriteEx, found.ssl_write_ex),
+        (TlsFunction::SslRead, Some(found.ssl_read)),
+        (TlsFunction::SslReadEx, found.ssl_read_ex),
+    ]
+    .into_iter()
+    // Sizes are unknown: the site analysis reads a bounded prefix.
+    .filter_map(|(f, a)| Some((f, (a?, 0))))
+    .collect();
+    let mut hooks = Vec::new();
+    let mut hook = |kind, symbol, vaddr: Option<u64>| {
+        if let Some(file_offset) = vaddr.and_then(|v| file_offset(&obj, v)) {
+            hooks.push(Hook {
+                kind,
+                symbol,
+                file_offset,
+            });
+        }
+    };
+    hook(
+        HookKind::ConnEnd,
+        sensor_common::SSL_FREE_SYMBOL,
+        found.ssl_free,
+    );
+    match found.sni {
+        Some(stripped::Sni::SslCtrl(a)) => {
+            hook(
+                HookKind::SslCtrlSni,
+                sensor_common::SSL_CTRL_SYMBOL,
+                Some(a),
+            );
+        }
+        Some(stripped::Sni::SetHostName(a)) => {
+            hook(HookKind::SniArg1, BORINGSSL_SNI_SYMBOL, Some(a));
+        }
+        None => {}
+    }
+    Some(TlsSymbols {
+        library: match found.library {
+            stripped::Library::OpenSsl => Library::Openssl,
+            stripped::Library::BoringSsl => Library::Boringssl,
+        },
+        io: openssl_sites(&obj, data, &io),
+        hooks,
+        found_by: found.method.clone(),
+    })
+}
+
 /// Go's two methods, probed at an entry site and at every `RET`.
-fn go_symbols(go: &super::golang::GoTls) -> TlsSymbols {
-    let site = |function, f: &super::golang::GoFunction| FunctionSite {
+fn go_symbols(go: &golang::GoTls) -> TlsSymbols {
+    let site = |function, f: &golang::GoFunction| FunctionSite {
         function,
         vaddr: f.vaddr,
         file_offset: f.file_offset,

@@ -7,7 +7,6 @@
 mod btf;
 mod coverage;
 mod elf;
-mod golang;
 mod loader;
 mod record;
 mod sites;
@@ -123,7 +122,7 @@ impl Capture {
         let mut capture = Self {
             probes,
             ring,
-            discovery: Discovery::new(),
+            discovery: Discovery::new(discovery_cfg.analysis_cache.as_deref()),
             discovery_cfg,
             targets: Vec::new(),
             record_errors: 0,

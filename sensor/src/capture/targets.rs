@@ -11,6 +11,8 @@ use std::{
 
 use serde::Serialize;
 
+use telltale::binary::stripped::Cache;
+
 use super::elf::{self, FunctionSite, Hook, Library};
 
 /// Identity of a file: uprobes attach to inodes, so two paths to one inode are
@@ -87,6 +89,9 @@ pub struct DiscoveryConfig {
     pub extra: Vec<PathBuf>,
     /// Whether to scan `/proc/*/maps` of running processes.
     pub scan_processes: bool,
+    /// Where the analyses of stripped executables are remembered, per
+    /// build-id (in the state directory); `None`: analyse every time.
+    pub analysis_cache: Option<PathBuf>,
 }
 
 /// A file that was looked at and not attached to, with the reason.
@@ -109,6 +114,8 @@ pub struct Discovery {
     next_id: u64,
     /// Operator-named files that could not be used (reported once).
     pub skipped: Vec<Skipped>,
+    /// Analyses of stripped executables, per build-id.
+    cache: Option<Cache>,
 }
 
 struct Candidate {
@@ -119,9 +126,20 @@ struct Candidate {
 }
 
 impl Discovery {
-    /// Creates an empty discovery state.
-    pub fn new() -> Self {
-        Self::default()
+    /// Creates an empty discovery state; `analysis_cache` is the file where
+    /// analyses of stripped executables are remembered.
+    pub fn new(analysis_cache: Option<&Path>) -> Self {
+        let cache = analysis_cache.map(|p| {
+            let (cache, warning) = Cache::open(p);
+            if let Some(w) = warning {
+                tracing::warn!(path = %p.display(), "{w}");
+            }
+            cache
+        });
+        Self {
+            cache,
+            ..Self::default()
+        }
     }
 
     /// Looks for targets not seen before and returns them. Files without TLS
@@ -194,9 +212,10 @@ impl Discovery {
         }
         let mut found = Vec::new();
         let mut files: Vec<_> = by_file.into_values().collect();
+        let inspected = !files.is_empty();
         files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         for (c, reasons) in files {
-            let inspection = match elf::inspect(&c.path) {
+            let inspection = match elf::inspect(&c.path, self.cache.as_mut()) {
                 Ok(i) => i,
                 Err(e) => {
                     tracing::debug!(path = %c.path.display(), error = %e, "not inspectable");
@@ -231,6 +250,12 @@ impl Discovery {
                 hooks: symbols.hooks,
                 reasons: reasons.into_iter().collect(),
             });
+        }
+        if inspected
+            && let Some(cache) = &self.cache
+            && let Err(e) = cache.save()
+        {
+            tracing::warn!(path = %cache.path().display(), error = %e, "cannot save the analysis cache");
         }
         found
     }
@@ -451,8 +476,9 @@ mod tests {
             runtimes: vec![],
             extra: vec![PathBuf::from("/nonexistent/telltale-test")],
             scan_processes: false,
+            analysis_cache: None,
         };
-        let mut d = Discovery::new();
+        let mut d = Discovery::new(None);
         let first = d.scan(&cfg);
         // /usr is merged here: both directories hold the same libssl inode.
         let mut ids: Vec<_> = first.iter().map(|t| t.file).collect();
