@@ -374,6 +374,8 @@ pub struct Cache {
     entries: BTreeMap<String, CacheEntry>,
     next_seq: u64,
     max_entries: usize,
+    /// Changed since loaded or saved.
+    dirty: bool,
 }
 
 impl Cache {
@@ -392,6 +394,7 @@ impl Cache {
             entries: BTreeMap::new(),
             next_seq: 0,
             max_entries: Self::DEFAULT_MAX_ENTRIES,
+            dirty: false,
         };
         let warning = cache.load();
         (cache, warning)
@@ -480,27 +483,36 @@ impl Cache {
         };
         self.next_seq += 1;
         self.entries.insert(build_id.to_ascii_lowercase(), entry);
+        self.dirty = true;
         self.evict();
     }
 
-    /// Drops the oldest entries beyond the bound.
+    /// Whether entries changed since the cache was loaded or last saved.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Drops entries beyond the bound: the oldest "no library here" or failed
+    /// outcomes first (every executable on a host gets one, and they are cheap
+    /// to redo), then the oldest found ones (costly to redo).
     fn evict(&mut self) {
         while self.entries.len() > self.max_entries {
             let oldest = self
                 .entries
                 .iter()
-                .min_by_key(|(_, e)| e.seq)
+                .min_by_key(|(_, e)| (matches!(e.outcome, Outcome::Found(_)), e.seq))
                 .map(|(k, _)| k.clone());
             match oldest {
                 Some(key) => self.entries.remove(&key),
                 None => break,
             };
+            self.dirty = true;
         }
     }
 
     /// Writes the cache atomically: a temporary file in the same directory,
     /// flushed to disk, then renamed over the old file.
-    pub fn save(&self) -> std::io::Result<()> {
+    pub fn save(&mut self) -> std::io::Result<()> {
         let file = CacheFile {
             analysis_version: ANALYSIS_VERSION,
             entries: self.entries.clone(),
@@ -520,8 +532,11 @@ impl Cache {
             out.sync_all()?;
             fs::rename(&tmp, &self.path)
         })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => self.dirty = false,
+            Err(_) => {
+                let _ = fs::remove_file(&tmp);
+            }
         }
         written
     }
@@ -2687,11 +2702,16 @@ mod tests {
             again.get("cc"),
             Some(&Outcome::Failed("no SSL_read".to_owned()))
         );
+        assert!(!again.is_dirty(), "a loaded cache has nothing to save");
+        // Found outcomes are costly to redo: the oldest other outcome goes first.
         again.set_max_entries(2);
-        assert!(again.get("aa").is_none(), "oldest evicted");
+        assert!(again.get("bb").is_none(), "oldest non-found evicted");
+        assert!(again.get("aa").is_some() && again.get("cc").is_some());
         again.insert("dd", Outcome::Absent);
+        assert!(again.is_dirty());
         assert_eq!(again.len(), 2);
-        assert!(again.get("bb").is_none() && again.get("dd").is_some());
+        assert!(again.get("cc").is_none() && again.get("dd").is_some());
+        assert!(again.get("aa").is_some(), "the found outcome is kept");
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
             .unwrap()
             .filter_map(|e| e.ok())

@@ -252,7 +252,8 @@ impl Discovery {
             });
         }
         if inspected
-            && let Some(cache) = &self.cache
+            && let Some(cache) = &mut self.cache
+            && cache.is_dirty()
             && let Err(e) = cache.save()
         {
             tracing::warn!(path = %cache.path().display(), error = %e, "cannot save the analysis cache");
