@@ -20,8 +20,9 @@ use telltale::{
 
 use crate::{config::DetectCfg, conn::ConnKey, event::authority, process::ProcessContext};
 
-/// Extra facts learned from processes' own environments, at most.
-const MAX_PROCESS_FACTS: usize = 256;
+/// Extra facts learned from processes (environment, working directory and its
+/// names, user, executable), at most.
+const MAX_PROCESS_FACTS: usize = 1024;
 /// Processes whose environment was read, remembered at most.
 const MAX_PROCESSES_READ: usize = 65536;
 
@@ -30,6 +31,9 @@ pub struct Detection {
     rules: RuleSet,
     facts: FactSet,
     process_facts: BTreeSet<Fact>,
+    /// Which process brought which of `process_facts`, oldest first, so that
+    /// the oldest processes' facts make room for new ones.
+    process_fact_owners: std::collections::VecDeque<((u32, u64), Vec<Fact>)>,
     read_pids: HashSet<(u32, u64)>,
     detector: Detector,
     key: [u8; 32],
@@ -64,6 +68,9 @@ pub struct DetectStats {
     pub needles: usize,
     /// Fact refreshes that changed the set.
     pub fact_changes: u64,
+    /// Facts of earlier processes dropped to make room for new processes'
+    /// (working directories, their file names, environments).
+    pub process_facts_evicted: u64,
 }
 
 /// The `alert` object of an alert event.
@@ -143,6 +150,7 @@ impl Detection {
             rules,
             facts,
             process_facts: BTreeSet::new(),
+            process_fact_owners: std::collections::VecDeque::new(),
             read_pids: HashSet::new(),
             detector,
             key,
@@ -238,7 +246,20 @@ impl Detection {
                     .any(|p| p.kind == f.kind && p.value == f.value)
             })
             .collect();
-        if !new.is_empty() && self.process_facts.len() + new.len() <= MAX_PROCESS_FACTS {
+        if !new.is_empty() && new.len() <= MAX_PROCESS_FACTS {
+            // The oldest processes' facts make room: a client running now
+            // matters more than one seen long ago.
+            while self.process_facts.len() + new.len() > MAX_PROCESS_FACTS {
+                let Some((_, old)) = self.process_fact_owners.pop_front() else {
+                    break;
+                };
+                for f in &old {
+                    self.process_facts.remove(f);
+                }
+                self.stats.process_facts_evicted += old.len() as u64;
+            }
+            self.process_fact_owners
+                .push_back(((pid, start), new.clone()));
             self.process_facts.extend(new);
             self.rebuild();
         }

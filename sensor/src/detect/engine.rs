@@ -290,6 +290,7 @@ struct CompiledRule {
     idents: Vec<IdentifierKind>,
     min_hits: usize,
     min_fact_kinds: usize,
+    min_facts: usize,
     scope: CompiledScope,
     exceptions: Vec<CompiledScope>,
 }
@@ -378,6 +379,7 @@ impl Detector {
                 idents: r.detect.identifiers.clone(),
                 min_hits: r.threshold.min_hits,
                 min_fact_kinds: r.threshold.min_fact_kinds,
+                min_facts: r.threshold.min_facts,
                 scope: CompiledScope::new(&r.scope).map_err(|e| format!("rule {}: {e}", r.id))?,
                 exceptions: r
                     .exceptions
@@ -613,7 +615,15 @@ impl Detector {
                 _ => None,
             })
             .collect();
-        if hits.len() < r.min_hits || kinds.len() < r.min_fact_kinds {
+        let distinct: BTreeSet<usize> = hits
+            .iter()
+            .filter_map(|h| match h.what {
+                What::Fact(i, _) => Some(i),
+                _ => None,
+            })
+            .collect();
+        if hits.len() < r.min_hits || kinds.len() < r.min_fact_kinds || distinct.len() < r.min_facts
+        {
             return None;
         }
         let facts: BTreeSet<FactRef> = hits

@@ -163,6 +163,9 @@ fn validate(r: &Rule) -> Result<(), String> {
     if r.threshold.min_hits == 0 {
         return Err("threshold.min_hits must be at least 1".into());
     }
+    if r.threshold.min_facts > 0 && d.facts.is_empty() {
+        return Err("threshold.min_facts needs detect.facts".into());
+    }
     if r.threshold.min_fact_kinds > 0 && d.facts.is_empty() {
         return Err("threshold.min_fact_kinds needs detect.facts".into());
     }

@@ -181,6 +181,10 @@ pub struct Threshold {
     /// Distinct host-fact kinds among the hits (0: no condition).
     #[serde(default)]
     pub min_fact_kinds: usize,
+    /// Distinct host facts among the hits (0: no condition): several names of
+    /// one directory, rather than one name several times.
+    #[serde(default)]
+    pub min_facts: usize,
 }
 
 fn one() -> usize {
@@ -192,6 +196,7 @@ impl Default for Threshold {
         Self {
             min_hits: 1,
             min_fact_kinds: 0,
+            min_facts: 0,
         }
     }
 }

@@ -41,8 +41,11 @@ pub(crate) fn collect_at(src: &Sources, now: i64) -> Vec<Fact> {
 }
 
 /// Facts only one process has: proxy, `TZ`, `LANG` and `LC_ALL` of its
-/// environment (`/proc/PID/environ` under `root`), named `pid PID env VAR`.
-/// Empty if the process is gone or its environment unreadable.
+/// environment (`/proc/PID/environ` under `root`), named `pid PID env VAR`;
+/// its working directory and the names in it; its user and home directory as
+/// its own root's `/etc/passwd` has them (containers have their own); its
+/// executable's path. Empty if the process is gone or its environment
+/// unreadable.
 pub fn process_facts(root: &Path, pid: u32) -> Vec<Fact> {
     process_facts_at(root, pid, now())
 }
@@ -67,6 +70,7 @@ pub(crate) fn process_facts_at(root: &Path, pid: u32, now: i64) -> Vec<Fact> {
             _ => proxy::env_var(&name, var, value, &mut out),
         }
     }
+    system::process_facts(root, pid, &mut out);
     out.finish()
 }
 

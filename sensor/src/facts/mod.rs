@@ -64,6 +64,13 @@ pub enum FactKind {
     CpuModel,
     /// Locale (`LANG`, `LC_ALL`, `/etc/default/locale`).
     Locale,
+    /// A client process's working directory (`/home/alice/src/acme`).
+    WorkingDirectory,
+    /// The name of an entry of a client process's working directory: several
+    /// of them in one request mean its file tree was sent.
+    FileName,
+    /// A client process's executable path.
+    Program,
 }
 
 impl FactKind {
@@ -90,6 +97,9 @@ impl FactKind {
             Self::Ip => "ip",
             Self::CpuModel => "cpu_model",
             Self::Locale => "locale",
+            Self::WorkingDirectory => "working_directory",
+            Self::FileName => "file_name",
+            Self::Program => "program",
         }
     }
 }

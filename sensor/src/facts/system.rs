@@ -1,9 +1,11 @@
 //! System facts: kernel, distribution, host and user names, machine
 //! identifiers, CPU model and locale.
 
+use std::path::Path;
+
 use super::{
     FactKind, Strength,
-    source::{Found, Sources, first_line, first_setting, parse_assignment, read_text},
+    source::{Found, Sources, first_line, first_setting, parse_assignment, read_text, under},
 };
 
 /// The most `/etc/passwd` entries read.
@@ -268,6 +270,138 @@ fn account(line: &str) -> Option<Account> {
         name: (*name).to_owned(),
         home: (*home).to_owned(),
     })
+}
+
+/// Most entries of a working directory kept as facts.
+const MAX_DIR_ENTRIES: usize = 48;
+
+/// Most entries of a working directory looked at.
+const MAX_DIR_SCAN: usize = 4096;
+
+/// Entry names too common across projects to say whose tree it is.
+const COMMON_ENTRIES: &[&str] = &[
+    ".git",
+    ".github",
+    ".gitignore",
+    ".gitattributes",
+    ".editorconfig",
+    ".vscode",
+    ".idea",
+    "README",
+    "README.md",
+    "README.rst",
+    "LICENSE",
+    "LICENSE.md",
+    "Makefile",
+    "Dockerfile",
+    "Cargo.toml",
+    "Cargo.lock",
+    "package.json",
+    "package-lock.json",
+    "yarn.lock",
+    "node_modules",
+    "tsconfig.json",
+    "pyproject.toml",
+    "setup.py",
+    "requirements.txt",
+    "go.mod",
+    "go.sum",
+    "docs",
+    "tests",
+    "test",
+    "build",
+    "dist",
+    "target",
+    "vendor",
+    "scripts",
+    "config",
+];
+
+/// A process's own facts besides its environment: working directory and the
+/// names in it, user and home from its root's `/etc/passwd`, executable path.
+pub(crate) fn process_facts(root: &Path, pid: u32, out: &mut Found) {
+    let proc_dir = format!("/proc/{pid}");
+    let cwd_link = under(root, &format!("{proc_dir}/cwd"));
+    if let Ok(cwd) = std::fs::read_link(&cwd_link)
+        && let Some(cwd) = cwd.to_str()
+    {
+        let cwd = cwd.trim_end_matches('/');
+        // `/` and `/tmp` say nothing about anyone.
+        if cwd.len() > 1 && !matches!(cwd, "/tmp" | "/root" | "/home") {
+            out.push(
+                FactKind::WorkingDirectory,
+                format!("pid {pid} cwd"),
+                cwd,
+                Strength::Strong,
+            );
+            dir_entry_facts(&cwd_link, pid, out);
+        }
+    }
+    if let Ok(exe) = std::fs::read_link(under(root, &format!("{proc_dir}/exe")))
+        && let Some(exe) = exe.to_str()
+    {
+        out.push(
+            FactKind::Program,
+            format!("pid {pid} exe"),
+            exe,
+            Strength::Weak,
+        );
+    }
+    let uid = read_text(&under(root, &format!("{proc_dir}/status"))).and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    let Some(uid) = uid else {
+        return;
+    };
+    let passwd = under(root, &format!("{proc_dir}/root/etc/passwd"));
+    let Some(text) = read_text(&passwd) else {
+        return;
+    };
+    let account = text.lines().take(MAX_USERS).find_map(|line| {
+        let f: Vec<&str> = line.trim().split(':').collect();
+        let [name, _, id, _, _, home, _] = f.as_slice() else {
+            return None;
+        };
+        (id.parse::<u32>().ok()? == uid && !name.is_empty()).then(|| Account {
+            name: (*name).to_owned(),
+            home: (*home).to_owned(),
+        })
+    });
+    if let Some(a) = account {
+        let mut found = Found::default();
+        user_facts(std::slice::from_ref(&a), &mut found);
+        for f in found.finish() {
+            let name = format!("pid {pid} user {}", f.name);
+            out.push(f.kind, name, &f.value, f.strength);
+        }
+    }
+}
+
+/// Names in a process's working directory (through `/proc/PID/cwd`, which
+/// works across mount namespaces), sorted, common project files left out.
+fn dir_entry_facts(cwd: &Path, pid: u32, out: &mut Found) {
+    let Ok(entries) = std::fs::read_dir(cwd) else {
+        return;
+    };
+    let mut names: Vec<String> = entries
+        .take(MAX_DIR_SCAN)
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| n.chars().count() >= 6 && !COMMON_ENTRIES.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    for (i, n) in names.iter().take(MAX_DIR_ENTRIES).enumerate() {
+        // The name in the fact's name would repeat the value in alerts.
+        out.push(
+            FactKind::FileName,
+            format!("pid {pid} cwd entry {i}"),
+            n,
+            Strength::Weak,
+        );
+    }
 }
 
 /// User and home facts of the accounts.

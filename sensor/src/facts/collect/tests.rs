@@ -741,3 +741,62 @@ fn this_host() {
     let mut seen = std::collections::HashSet::new();
     assert!(facts.iter().all(|f| seen.insert((f.kind, f.value.clone()))));
 }
+
+/// A process's working directory, the names in it (common project files left
+/// out, values never in the fact's name), its user and home from its own
+/// root's passwd, and its executable.
+#[test]
+fn process_directory_user_and_program() {
+    let root = Root::new("process-cwd");
+    let project = root.0.join("work/acme-payments");
+    fs::create_dir_all(project.join("src")).expect("mkdir");
+    for f in [
+        "ledger_reconcile.py",
+        "invoice-export.sql",
+        "README.md",
+        "Cargo.toml",
+        "a.txt",
+    ] {
+        fs::write(project.join(f), "x").expect("write");
+    }
+    fs::create_dir_all(under(&root.0, "/proc/77")).expect("mkdir");
+    std::os::unix::fs::symlink(&project, under(&root.0, "/proc/77/cwd")).expect("cwd link");
+    std::os::unix::fs::symlink("/opt/agent/bin/agent-cli", under(&root.0, "/proc/77/exe"))
+        .expect("exe link");
+    root.write("/proc/77/environ", "PATH=/usr/bin\0");
+    root.write(
+        "/proc/77/status",
+        "Name:\tagent-cli\nUid:\t1042\t1042\t1042\t1042\nGid:\t1042\n",
+    );
+    root.write(
+        "/proc/77/root/etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nmallory:x:1042:1042::/srv/mallory:/bin/zsh\n",
+    );
+    let facts = process_facts_at(&root.0, 77, SUMMER_2024);
+    let of = |k: FactKind| -> Vec<(&str, &str)> {
+        facts
+            .iter()
+            .filter(|f| f.kind == k)
+            .map(|f| (f.name.as_str(), f.value.as_str()))
+            .collect()
+    };
+    let cwd = project.to_str().expect("utf-8 path");
+    assert_eq!(of(FactKind::WorkingDirectory), [("pid 77 cwd", cwd)]);
+    let names: Vec<&str> = of(FactKind::FileName).iter().map(|(_, v)| *v).collect();
+    assert_eq!(names, ["invoice-export.sql", "ledger_reconcile.py"]);
+    assert!(
+        facts
+            .iter()
+            .filter(|f| f.kind == FactKind::FileName)
+            .all(|f| !f.name.contains(&f.value) && f.strength == Strength::Weak)
+    );
+    assert_eq!(
+        of(FactKind::Program),
+        [("pid 77 exe", "/opt/agent/bin/agent-cli")]
+    );
+    assert_eq!(of(FactKind::User), [("pid 77 user /etc/passwd", "mallory")]);
+    assert_eq!(
+        of(FactKind::Home),
+        [("pid 77 user /etc/passwd mallory", "/srv/mallory")]
+    );
+}
