@@ -555,7 +555,7 @@ impl Detector {
             let fields: Vec<String> = req
                 .parts
                 .iter()
-                .map(|p| ident::normalise_path(&p.path))
+                .map(|p| ident::normalise_path(field_of(p)))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -570,7 +570,7 @@ impl Detector {
                     if let Some(pi) = req
                         .parts
                         .iter()
-                        .position(|p| ident::normalise_path(&p.path) == f)
+                        .position(|p| ident::normalise_path(field_of(p)) == f)
                     {
                         raw.push(RawHit {
                             part: pi,
@@ -831,6 +831,24 @@ fn bounded(text: &str, start: usize, end: usize) -> bool {
         || text[end..].starts_with("%2")
         || text[end..].starts_with("%3");
     before && after
+}
+
+/// The request field a text part stands for, as new-field detection compares
+/// them: its path, except inside a JSON document that a conversation string
+/// holds (a tool result, a tool call's arguments, a document pasted in a
+/// turn), whose members are data the conversation carries rather than fields
+/// the client fills: such a part stands for the string holding the document
+/// (`$.messages[2].content{json}.stdout` is `$.messages[2].content`).
+/// Documents in client-filled strings — metadata, system prompts, tool
+/// definitions, other fields — keep their members
+/// (`$.metadata.user_id{json}.device_id`).
+fn field_of(part: &TextPart) -> &str {
+    match part.role {
+        Role::User | Role::Assistant | Role::ToolCall | Role::ToolResult => part.body_path(),
+        Role::System | Role::ToolDefinition | Role::Metadata | Role::Other | Role::Header => {
+            &part.path
+        }
+    }
 }
 
 /// Keeps the first and last two characters of longer values, one of shorter.

@@ -289,3 +289,324 @@ fn findings_have_stable_signatures_for_aggregation() {
     assert_eq!(a[0].signature(), b[0].signature());
     assert!(a[0].signature().starts_with("TT-FP-003@1|"));
 }
+
+/// Parses an Anthropic Messages body as the sensor does.
+fn anthropic_parts(body: &str) -> Vec<TextPart> {
+    let endpoint = crate::llm::Endpoint {
+        provider: "anthropic".into(),
+        provider_name: "Anthropic".into(),
+        api: crate::llm::Api::AnthropicMessages,
+        model_from_path: None,
+        self_hosted: false,
+        streaming: false,
+    };
+    crate::llm::parse_request(&endpoint, body.as_bytes())
+        .expect("a valid body")
+        .parts
+}
+
+#[test]
+fn a_device_id_inside_the_user_id_document_is_persistent_and_its_session_id_is_not() {
+    // A coding CLI's `metadata.user_id`: a JSON document in a string, with a
+    // device id kept on disk, the account, and an id new in every session.
+    const DEVICE: &str = "8c3f5a1e9b7d2046f1e3a5c7b9d0e2f4a6c8e0b2d4f6a8c1e3b5d7f9a0c2e4b6";
+    const ACCOUNT: &str = "2da9fd40-d5f9-46aa-ba24-c2486989d611";
+    let body = |session: &str| {
+        format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":8,
+                "messages":[{{"role":"user","content":"hi"}}],
+                "metadata":{{"user_id":"{{\"device_id\":\"{DEVICE}\",\"account_uuid\":\"{ACCOUNT}\",\"session_id\":\"{session}\"}}"}}}}"#
+        )
+    };
+    let d = detector();
+    let mut store = ident::IdentStore::in_memory(1000);
+    let mut send = |session_id: &str, instance: &str, session: &str| {
+        let parts = anthropic_parts(&body(session_id));
+        let mut t = Tracking {
+            store: &mut store,
+            client: ident::ClientKey {
+                exe: "/usr/bin/node".into(),
+                build: "b1".into(),
+            },
+            instance: instance.into(),
+            session: session.into(),
+            now_unix: 1_700_000_000,
+        };
+        d.inspect(&request(&parts), Some(&mut t))
+    };
+    let paths = |found: &[Finding], rule: &str| -> Vec<String> {
+        found
+            .iter()
+            .filter(|f| f.rule.id == rule)
+            .flat_map(|f| f.hits.iter().map(|h| h.path.clone()))
+            .collect()
+    };
+    let device = "$.metadata.user_id{json}.device_id";
+    let account = "$.metadata.user_id{json}.account_uuid";
+    let session = "$.metadata.user_id{json}.session_id";
+
+    // First session: every identifier is a candidate, none has recurred.
+    let first = send("a9943af7-8ccf-48f2-b586-d90e8b2725f8", "100@1", "s1");
+    assert_eq!(paths(&first, "TT-ID-001"), [device, account, session]);
+    assert!(paths(&first, "TT-ID-002").is_empty(), "{first:#?}");
+    let hit = &first[0].hits[0];
+    assert_eq!(hit.role, Role::Metadata);
+    assert_eq!(
+        hit.offset, 0,
+        "offsets are within the device id's own string"
+    );
+
+    // A later request of the same process and session re-sends the same ids:
+    // a conversation, not persistence.
+    let again = send("a9943af7-8ccf-48f2-b586-d90e8b2725f8", "100@1", "s1");
+    assert!(paths(&again, "TT-ID-002").is_empty(), "{again:#?}");
+
+    // Another process in a later session: the device and account ids recur,
+    // the new session id does not.
+    let next = send("0c6d1f3b-7e2a-4b8c-9d5e-1f3a5b7c9d2e", "200@9", "s2");
+    assert_eq!(paths(&next, "TT-ID-002"), [device, account]);
+    let persistent = next.iter().find(|f| f.rule.id == "TT-ID-002").unwrap();
+    assert!(persistent.hits.iter().all(|h| {
+        matches!(
+            &h.source,
+            HitSource::Identifier {
+                recurrence: Some(r),
+                ..
+            } if r.other_instances == 1 && r.other_sessions == 1
+        )
+    }));
+}
+
+#[test]
+fn new_fields_inside_documents_count_in_metadata_not_in_the_conversation() {
+    let d = detector();
+    let mut store = ident::IdentStore::in_memory(1000);
+    let mut send = |build: &str, user_id: &str, tool_output: &str| {
+        let body = format!(
+            r#"{{"model":"m","max_tokens":8,"messages":[
+                {{"role":"user","content":"list the pods"}},
+                {{"role":"assistant","content":[{{"type":"tool_use","id":"t1","name":"kubectl","input":{{"args":"get pods -o json"}}}}]}},
+                {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"t1","content":{}}}]}}],
+                "metadata":{{"user_id":{}}}}}"#,
+            serde_json::Value::from(tool_output),
+            serde_json::Value::from(user_id),
+        );
+        let parts = anthropic_parts(&body);
+        let mut t = Tracking {
+            store: &mut store,
+            client: ident::ClientKey {
+                exe: "/usr/bin/node".into(),
+                build: build.into(),
+            },
+            instance: format!("{build}@1"),
+            session: "s1".into(),
+            now_unix: 1_700_000_000,
+        };
+        d.inspect(&request(&parts), Some(&mut t))
+            .into_iter()
+            .filter(|f| f.rule.id == "TT-ID-003")
+            .flat_map(|f| f.hits.into_iter().map(|h| h.path))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        send(
+            "b1",
+            r#"{"session_id":"s"}"#,
+            r#"{"items":[{"name":"web"}]}"#
+        )
+        .is_empty(),
+        "the first build has nothing to be compared with"
+    );
+    // The new build adds a device id to the user id document; the tool's
+    // output is another document, with other members, but that is data.
+    let new = send(
+        "b2",
+        r#"{"session_id":"s","device_id":"d"}"#,
+        r#"{"kind":"List","metadata":{"resourceVersion":"7"}}"#,
+    );
+    assert_eq!(new, ["$.metadata.user_id{json}.device_id"]);
+}
+
+/// Parses a body of `api` as the sensor does.
+fn parts_of(api: crate::llm::Api, body: &str) -> Vec<TextPart> {
+    let endpoint = crate::llm::Endpoint {
+        provider: "example".into(),
+        provider_name: "Example".into(),
+        api,
+        model_from_path: None,
+        self_hosted: false,
+        streaming: false,
+    };
+    crate::llm::parse_request(&endpoint, body.as_bytes())
+        .expect("a valid body")
+        .parts
+}
+
+/// The hits of the `git status` rule: path, role and regex index.
+fn git_status_hits(parts: &[TextPart]) -> Vec<(String, Role, usize)> {
+    detector()
+        .inspect(&request(parts), None)
+        .into_iter()
+        .filter(|f| f.rule.id == "TT-FP-007")
+        .flat_map(|f| f.hits)
+        .map(|h| match h.source {
+            HitSource::Regex { index } => (h.path, h.role, index),
+            other => panic!("unexpected hit source {other:?}"),
+        })
+        .collect()
+}
+
+/// `git status` in a working tree with staged, unstaged and untracked changes.
+const LONG_STATUS: &str = "On branch feature/payments\n\
+Your branch is ahead of 'origin/feature/payments' by 2 commits.\n  (use \"git push\" to publish your local commits)\n\n\
+Changes to be committed:\n  (use \"git restore --staged <file>...\" to unstage)\n\tnew file:   src/ledger/reconcile.rs\n\trenamed:    src/old.rs -> src/new.rs\n\n\
+Changes not staged for commit:\n  (use \"git add <file>...\" to update what will be committed)\n  (use \"git restore <file>...\" to discard changes in working directory)\n\tmodified:   Cargo.toml\n\tdeleted:    docs/internal/roadmap.md\n\n\
+Untracked files:\n  (use \"git add <file>...\" to include in what will be committed)\n\tnotes/customer-acme.txt\n\n";
+
+#[test]
+fn git_status_long_format_in_an_anthropic_tool_result() {
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "messages": [
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Let me check the working tree."},
+                {"type": "tool_use", "id": "toolu_01", "name": "Bash",
+                 "input": {"command": "git status", "description": "Show working tree status"}},
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01",
+                 "content": [{"type": "text", "text": LONG_STATUS}]},
+            ]},
+        ],
+    })
+    .to_string();
+    let parts = parts_of(crate::llm::Api::AnthropicMessages, &body);
+    let path = "$.messages[1].content[0].content[0].text";
+    // The branch line with the next header, both changes sections with their
+    // first entry, and the untracked files with theirs.
+    assert_eq!(
+        git_status_hits(&parts),
+        [
+            (path.to_owned(), Role::ToolResult, 0),
+            (path.to_owned(), Role::ToolResult, 1),
+            (path.to_owned(), Role::ToolResult, 1),
+            (path.to_owned(), Role::ToolResult, 2),
+        ]
+    );
+    let found = detector().inspect(&request(&parts), None);
+    let rule = &found
+        .iter()
+        .find(|f| f.rule.id == "TT-FP-007")
+        .unwrap()
+        .rule;
+    assert_eq!(rule.attack, ["T1083", "T1567"]);
+    assert_eq!(rule.severity, rules::Severity::Medium);
+}
+
+#[test]
+fn git_status_in_anthropic_user_turns() {
+    // Short format pasted with a question; a clean tree's long format.
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "I ran git status -s:\n\n M src/main.rs\nMM src/lib.rs\nA  src/new_module.rs\n?? \"design notes.md\"\n\nwhich should I commit first?"},
+            ]},
+            {"role": "assistant", "content": "Commit src/lib.rs first."},
+            {"role": "user", "content": "done, now it says:\nOn branch main\nYour branch is up to date with 'origin/main'.\n\nnothing to commit, working tree clean\n"},
+        ],
+    })
+    .to_string();
+    let parts = parts_of(crate::llm::Api::AnthropicMessages, &body);
+    assert_eq!(
+        git_status_hits(&parts),
+        [
+            ("$.messages[0].content[0].text".to_owned(), Role::User, 3),
+            ("$.messages[2].content".to_owned(), Role::User, 0),
+        ]
+    );
+}
+
+#[test]
+fn git_status_in_openai_chat_tool_messages_and_user_turns() {
+    let body = serde_json::json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "system", "content": "You are a coding agent."},
+            {"role": "user", "content": "what changed?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "shell", "arguments": "{\"command\":[\"git\",\"status\",\"--porcelain\"]}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_1",
+             "content": "R  src/old.rs -> src/new.rs\n M README.md\n D build.sh\n?? scratch/\n"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "and this one from my other checkout:"},
+                {"type": "text", "text": "HEAD detached at 4f2a9c1\nChanges not staged for commit:\n        modified:   config/prod.yaml\n"},
+            ]},
+        ],
+    })
+    .to_string();
+    let parts = parts_of(crate::llm::Api::OpenAiChat, &body);
+    assert_eq!(
+        git_status_hits(&parts),
+        [
+            ("$.messages[3].content".to_owned(), Role::ToolResult, 3),
+            ("$.messages[4].content[1].text".to_owned(), Role::User, 0),
+        ]
+    );
+}
+
+#[test]
+fn git_status_inside_a_json_tool_output() {
+    // Codex returns a shell call's output as a JSON document in a string; its
+    // `output` member is read with real line breaks.
+    let output = serde_json::json!({
+        "output": LONG_STATUS,
+        "metadata": {"exit_code": 0, "duration_seconds": 0.1},
+    })
+    .to_string();
+    let body = serde_json::json!({
+        "model": "gpt-5-codex",
+        "input": [
+            {"type": "function_call", "call_id": "call_1", "name": "shell",
+             "arguments": "{\"command\":[\"git\",\"status\"]}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": output},
+        ],
+    })
+    .to_string();
+    let parts = parts_of(crate::llm::Api::OpenAiResponses, &body);
+    let hits = git_status_hits(&parts);
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter()
+            .all(|(path, role, _)| path == "$.input[1].output{json}.output"
+                && *role == Role::ToolResult),
+        "{hits:?}"
+    );
+}
+
+#[test]
+fn talking_about_git_status_is_not_its_output() {
+    let texts = [
+        "what does `git status` do?",
+        "git status prints On branch main and then Your branch is up to date with 'origin/main'.",
+        "What is the difference between \"Changes to be committed:\" and \"Changes not staged for commit:\"?",
+        "The sections are:\nChanges to be committed:\n  new file: a file you added\nChanges not staged for commit:\n  modified: a file you changed\nUntracked files:\n  files git does not know yet\n",
+        "On branch main\n",
+        "Untracked files:\n",
+        "?? notes.txt\n M src/main.rs\n",
+        // Other tools' status output: Mercurial, Subversion.
+        "M src/main.rs\nA src/lib.rs\n? notes.txt\n",
+        "M       src/main.c\nA       src/util.c\n?       notes.txt\n",
+        // A diff and a log.
+        "diff --git a/src/main.rs b/src/main.rs\n--- a/src/main.rs\n+++ b/src/main.rs\n@@ -1 +1 @@\n-fn main() {}\n+fn main() { run() }\n",
+        "commit 4f2a9c1\nAuthor: A <a@example.org>\n\n    On branch work\n",
+    ];
+    for text in texts {
+        let parts = [part("$.messages[0].content", Role::User, text)];
+        assert_eq!(git_status_hits(&parts), [], "{text}");
+    }
+}

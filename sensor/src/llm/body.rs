@@ -6,6 +6,13 @@
 //! `media_type`, the top-level `model` — that string is not text. Every other
 //! string leaf becomes a [`TextPart`]: the role its rule gives, or
 //! [`Role::Other`] where no rule speaks.
+//!
+//! Clients also send JSON documents inside strings: Anthropic's
+//! `metadata.user_id` as `{"device_id":…,"session_id":…}`, OpenAI's tool call
+//! `arguments`, tool results that are JSON. A string that is such a document
+//! is walked as structure, its leaves reported under the string's path with
+//! [`EMBEDDED_JSON`] appended (`$.metadata.user_id{json}.device_id`) and with
+//! the role of the string itself; see [`Walker::string`] for the bounds.
 
 use std::fmt::Write as _;
 
@@ -16,6 +23,17 @@ use super::{Endpoint, LlmError, LlmRequest, Role, TextPart};
 const MAX_PARTS: usize = 100_000;
 /// Most text bytes one request yields; a request with more is marked truncated.
 const MAX_TEXT_BYTES: usize = 16 << 20;
+
+/// Appended to the path of a string that holds a JSON document, before the
+/// paths of the document's own members: `$.metadata.user_id{json}.device_id`.
+/// A member named `{json}` is spelt `['{json}']`, so the two never collide.
+const EMBEDDED_JSON: &str = "{json}";
+/// Longest string (without surrounding whitespace) read as a JSON document;
+/// longer ones stay text.
+const MAX_EMBEDDED_BYTES: usize = 64 << 10;
+/// Most documents nested in one another through strings that are read as
+/// structure (`…{json}.a{json}.b` is two); a string deeper down stays text.
+const MAX_EMBEDDED_LEVELS: usize = 4;
 
 /// Members whose string value describes content rather than being content
 /// (`{"type": "image", "source": {"type": "base64", "media_type": …}}`).
@@ -164,6 +182,11 @@ impl ToolItem {
 struct Walker {
     /// JSONPath of the node being visited.
     path: String,
+    /// Arrays and objects around the node being visited, counting those of
+    /// the documents it is embedded in.
+    depth: usize,
+    /// JSON documents in strings around the node being visited.
+    embedded: usize,
     parts: Vec<TextPart>,
     text_bytes: usize,
     truncated: bool,
@@ -174,7 +197,9 @@ impl Walker {
     fn member(&mut self, key: &str, f: impl FnOnce(&mut Self)) {
         let mark = self.path.len();
         push_key(&mut self.path, key);
+        self.depth += 1;
         f(self);
+        self.depth -= 1;
         self.path.truncate(mark);
     }
 
@@ -183,7 +208,9 @@ impl Walker {
         let mark = self.path.len();
         // Writing to a String cannot fail.
         let _ = write!(self.path, "[{index}]");
+        self.depth += 1;
         f(self);
+        self.depth -= 1;
         self.path.truncate(mark);
     }
 
@@ -214,7 +241,7 @@ impl Walker {
     fn leaves(&mut self, node: &Node, role: Role, key: Option<&str>, mode: Leaves) {
         match node {
             Node::Scalar | Node::Bool(_) => {}
-            Node::String(text) => self.emit(role, key, text),
+            Node::String(text) => self.string(role, key, text),
             Node::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     self.item(i, |w| w.leaves(item, role, key, mode));
@@ -228,6 +255,53 @@ impl Walker {
                 }
             }
         }
+    }
+
+    /// One string leaf as `role`: the leaves of the JSON document it holds,
+    /// when it holds one, else the string itself.
+    ///
+    /// A string holds a document when, without surrounding JSON whitespace, it
+    /// is framed by `{`…`}` or `[`…`]`, is at most [`MAX_EMBEDDED_BYTES`]
+    /// long, sits within [`MAX_EMBEDDED_LEVELS`] documents in strings, and
+    /// parses (lone surrogates replaced) with its nesting and that of the
+    /// documents around it together within [`json::MAX_DEPTH`]. Every string
+    /// of the document is text, whatever its member's name: it is the
+    /// client's data, not the API's structure. A document without any text
+    /// (`[1, 2]`, `{}`) stays the string it came in, so that nothing the
+    /// client sent disappears.
+    fn string(&mut self, role: Role, key: Option<&str>, text: &str) {
+        let Some(document) = self.embedded_document(text) else {
+            return self.emit(role, key, text);
+        };
+        let (mark, before) = (self.path.len(), self.parts.len());
+        self.path.push_str(EMBEDDED_JSON);
+        self.embedded += 1;
+        self.leaves(&document, role, key, Leaves::All);
+        self.embedded -= 1;
+        self.path.truncate(mark);
+        if self.parts.len() == before {
+            self.emit(role, key, text);
+        }
+    }
+
+    /// The JSON array or object `text` holds, within the bounds of
+    /// [`Self::string`].
+    fn embedded_document(&self, text: &str) -> Option<Node> {
+        if self.truncated || self.embedded >= MAX_EMBEDDED_LEVELS {
+            return None;
+        }
+        let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+        let framed = matches!(
+            (trimmed.as_bytes().first(), trimmed.as_bytes().last()),
+            (Some(b'{'), Some(b'}')) | (Some(b'['), Some(b']'))
+        );
+        if !framed || trimmed.len() > MAX_EMBEDDED_BYTES {
+            return None;
+        }
+        let room = json::MAX_DEPTH.checked_sub(self.depth)?;
+        json::parse_within(trimmed.as_bytes(), room)
+            .ok()
+            .filter(|node| matches!(node, Node::Array(_) | Node::Object(_)))
     }
 
     /// Records one string at the current path, within the bounds.
@@ -510,6 +584,30 @@ fn push_key(path: &mut String, key: &str) {
     path.push_str("']");
 }
 
+/// The length of the start of `path` that names a string of the body itself:
+/// all of it, or up to its first [`EMBEDDED_JSON`] mark when the path leads
+/// into a JSON document held by that string. A mark inside a bracketed key
+/// (`['{json}']`) is the key's text, not a mark.
+pub(crate) fn body_string_len(path: &str) -> usize {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"['") {
+            // Skip the key: `\` escapes the next character, `']` ends it.
+            i += 2;
+            while i < b.len() && !b[i..].starts_with(b"']") {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 2;
+        } else if b[i..].starts_with(EMBEDDED_JSON.as_bytes()) {
+            return i;
+        } else {
+            i += 1;
+        }
+    }
+    path.len()
+}
+
 /// A short marker replacing a binary payload: a base64 `data:` URL anywhere, or
 /// long base64 text under a member named like binary data. `None` for text.
 fn binary_marker(key: Option<&str>, text: &str) -> Option<String> {
@@ -570,6 +668,26 @@ mod tests {
             r"['a-b']['1x']['']['it\'s']['a\\b']"
         );
         assert_eq!(path_of(&["_x1", "é"]), "._x1['é']");
+    }
+
+    #[test]
+    fn body_strings_end_at_the_first_embedded_document() {
+        fn len(path: &str) -> &str {
+            &path[..body_string_len(path)]
+        }
+        assert_eq!(len("$.metadata.user_id"), "$.metadata.user_id");
+        assert_eq!(
+            len("$.metadata.user_id{json}.device_id"),
+            "$.metadata.user_id"
+        );
+        assert_eq!(len("$.a[0]{json}.x{json}.y"), "$.a[0]");
+        assert_eq!(len("$.a['{json}'].b"), "$.a['{json}'].b");
+        assert_eq!(len(r"$.a['x\'{json}\\']{json}[1]"), r"$.a['x\'{json}\\']");
+        assert_eq!(len("$['é{json}']{json}.k"), "$['é{json}']");
+        // Unterminated keys and stray escapes end the scan without panicking.
+        assert_eq!(len("$['{json}"), "$['{json}");
+        assert_eq!(len("$['\\"), "$['\\");
+        assert_eq!(len(""), "");
     }
 
     #[test]

@@ -63,8 +63,18 @@ impl Node {
 /// Parses a body into a [`Node`], refusing bodies nested deeper than
 /// [`MAX_DEPTH`] before serde_json sees them.
 pub(crate) fn parse(body: &[u8]) -> Result<Node, LlmError> {
-    if nesting_depth(body) > MAX_DEPTH {
-        return Err(LlmError::TooDeep { limit: MAX_DEPTH });
+    parse_within(body, MAX_DEPTH)
+}
+
+/// Parses a JSON text into a [`Node`], refusing texts nested deeper than
+/// `limit` (at most [`MAX_DEPTH`]) before serde_json sees them. The body
+/// walker reads JSON documents found inside strings with this, giving each the
+/// depth its enclosing document leaves, so that the nesting of both together
+/// stays within [`MAX_DEPTH`].
+pub(crate) fn parse_within(body: &[u8], limit: usize) -> Result<Node, LlmError> {
+    let limit = limit.min(MAX_DEPTH);
+    if nesting_depth(body) > limit {
+        return Err(LlmError::TooDeep { limit });
     }
     let first = match serde_json::from_slice::<Node>(body) {
         Ok(node) => return Ok(node),
@@ -261,6 +271,26 @@ mod tests {
         assert!(matches!(
             parse(open.as_bytes()),
             Err(LlmError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn depth_limits_below_the_maximum() {
+        let three = b"[[[\"x\"]]]";
+        assert!(parse_within(three, 3).is_ok());
+        assert!(matches!(
+            parse_within(three, 2),
+            Err(LlmError::TooDeep { limit: 2 })
+        ));
+        assert!(matches!(
+            parse_within(b"[]", 0),
+            Err(LlmError::TooDeep { limit: 0 })
+        ));
+        // A limit above the maximum is the maximum.
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(matches!(
+            parse_within(deep.as_bytes(), usize::MAX),
+            Err(LlmError::TooDeep { limit: MAX_DEPTH })
         ));
     }
 

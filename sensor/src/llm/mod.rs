@@ -139,12 +139,25 @@ pub struct LlmRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TextPart {
     /// JSONPath of the string: `$.messages[0].content[1].text`; keys that are not
-    /// identifiers in bracket form, `$.metadata['user-id']`.
+    /// identifiers in bracket form, `$.metadata['user-id']`. Inside a JSON
+    /// document that a string holds, the string's path, `{json}`, then the path
+    /// within the document: `$.metadata.user_id{json}.device_id`.
     pub path: String,
     /// What the text is to the model.
     pub role: Role,
     /// The text, or a short `[binary …]` marker for a binary payload.
     pub text: String,
+}
+
+impl TextPart {
+    /// The path of the string of the body this part was read from: its own
+    /// [`path`](Self::path), or, inside a JSON document that a string holds,
+    /// the path of that string (`$.metadata.user_id` for
+    /// `$.metadata.user_id{json}.device_id`).
+    pub fn body_path(&self) -> &str {
+        let len = body::body_string_len(&self.path);
+        self.path.get(..len).unwrap_or(&self.path)
+    }
 }
 
 /// The part a piece of text plays in a request.

@@ -160,11 +160,9 @@ fn anthropic_messages_from_a_coding_assistant() {
                 ToolDefinition,
                 "command",
             ),
-            (
-                "$.metadata.user_id",
-                Metadata,
-                r#"{"device_id":"5c1e0f","account_uuid":"a1b2","session_id":"9f8e"}"#,
-            ),
+            ("$.metadata.user_id{json}.device_id", Metadata, "5c1e0f"),
+            ("$.metadata.user_id{json}.account_uuid", Metadata, "a1b2"),
+            ("$.metadata.user_id{json}.session_id", Metadata, "9f8e"),
         ],
     );
 }
@@ -258,9 +256,9 @@ fn openai_chat_with_tool_calls() {
                 "run_shell",
             ),
             (
-                "$.messages[2].tool_calls[0].function.arguments",
+                "$.messages[2].tool_calls[0].function.arguments{json}.cmd",
                 ToolCall,
-                r#"{"cmd":"hostname"}"#,
+                "hostname",
             ),
             ("$.messages[3].tool_call_id", Other, "call_abc"),
             (
@@ -345,11 +343,8 @@ fn openai_responses_from_a_coding_agent() {
             ("$.input[3].id", Other, "fc_1"),
             ("$.input[3].call_id", Other, "call_1"),
             ("$.input[3].name", ToolCall, "shell"),
-            (
-                "$.input[3].arguments",
-                ToolCall,
-                r#"{"command":["ls","-la"]}"#,
-            ),
+            ("$.input[3].arguments{json}.command[0]", ToolCall, "ls"),
+            ("$.input[3].arguments{json}.command[1]", ToolCall, "-la"),
             ("$.input[4].call_id", Other, "call_1"),
             (
                 "$.input[4].output",

@@ -2,5 +2,6 @@
 
 mod bodies;
 mod catalog_file;
+mod embedded;
 mod props;
 mod recognise;

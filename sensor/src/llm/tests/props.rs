@@ -73,6 +73,11 @@ fn json_value() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(6, 64, 6, move |inner| {
         prop_oneof![
+            // A JSON document inside a string, as tool arguments and
+            // metadata carry them.
+            inner
+                .clone()
+                .prop_map(|value| Value::String(value.to_string())),
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(|members| {
                 Value::Object(
@@ -86,10 +91,15 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Number of non-empty string leaves.
+/// Number of non-empty string leaves, counting those of JSON arrays and
+/// objects inside strings (a string holding one yields its leaves, or itself
+/// when it has none).
 fn strings(value: &Value) -> usize {
     match value {
-        Value::String(s) => usize::from(!s.is_empty()),
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(inner @ (Value::Array(_) | Value::Object(_))) => strings(&inner).max(1),
+            _ => usize::from(!s.is_empty()),
+        },
         Value::Array(items) => items.iter().map(strings).sum(),
         Value::Object(members) => members.values().map(strings).sum(),
         _ => 0,
