@@ -76,7 +76,7 @@ pub fn level(native: &Value) -> Level {
             _ => Level::Info,
         },
         // A process whose TLS the sensor cannot see: worth a look.
-        Some("decode.error" | "coverage") => Level::Low,
+        Some("decode.error" | "coverage" | "inventory") => Level::Low,
         _ => Level::Info,
     }
 }
@@ -302,6 +302,7 @@ fn technique(id: &str) -> Option<(&'static str, &'static str, &'static str)> {
     let parent = id.split('.').next().unwrap_or(id);
     Some(match parent {
         "T1082" => ("System Information Discovery", "TA0007", "Discovery"),
+        "T1083" => ("File and Directory Discovery", "TA0007", "Discovery"),
         "T1016" => (
             "System Network Configuration Discovery",
             "TA0007",
@@ -915,6 +916,7 @@ fn ecs(e: &Value) -> Value {
         "decode.error" => ("event", vec!["network"], vec!["protocol", "info"]),
         "sensor.status" => ("metric", vec!["host"], vec!["info"]),
         "coverage" => ("event", vec!["host", "network"], vec!["info"]),
+        "inventory" => ("event", vec!["host", "network"], vec!["change"]),
         _ => ("event", vec!["network"], vec!["info"]),
     };
     let window = at(e, "/alert/window");
