@@ -13,8 +13,11 @@ use serde::Serialize;
 use telltale::{
     alert::{Aggregate, Aggregator, Decision},
     decode::{Exchange, Start},
-    detect::{Detector, FactRef, Finding, Hit, Request, RuleRef, RuleSet, Tracking, ident},
+    detect::{
+        Detector, FactRef, Finding, Hit, HitSource, Request, RuleRef, RuleSet, Tracking, ident,
+    },
     facts::{Fact, FactSet, Sources, process_facts},
+    inventory::{Change as InventoryChange, Inventory, Observation},
     llm::{self, Catalog, Role, TextPart},
 };
 
@@ -23,6 +26,8 @@ use crate::{config::DetectCfg, conn::ConnKey, event::authority, process::Process
 /// Extra facts learned from processes (environment, working directory and its
 /// names, user, executable), at most.
 const MAX_PROCESS_FACTS: usize = 1024;
+/// Inventory changes waiting to be emitted, at most (more are counted only).
+const MAX_PENDING_CHANGES: usize = 1024;
 /// Processes whose environment was read, remembered at most.
 const MAX_PROCESSES_READ: usize = 65536;
 
@@ -41,6 +46,10 @@ pub struct Detection {
     store_path: Option<PathBuf>,
     session: String,
     aggregator: Aggregator<Alert>,
+    /// What each client sends to each destination (`<state>/inventory.json`).
+    inventory: Inventory,
+    /// Inventory changes since last taken, for `inventory` events.
+    inventory_changes: Vec<InventoryChange>,
     /// Requests inspected, findings, alerts emitted.
     pub stats: DetectStats,
 }
@@ -71,6 +80,8 @@ pub struct DetectStats {
     /// Facts of earlier processes dropped to make room for new processes'
     /// (working directories, their file names, environments).
     pub process_facts_evicted: u64,
+    /// Changes to the client inventory (new client, build, destination, kinds).
+    pub inventory_changes: u64,
 }
 
 /// The `alert` object of an alert event.
@@ -144,6 +155,10 @@ impl Detection {
         let facts = FactSet::new(Sources::host());
         let key = evidence_key(state_dir);
         let (store, store_path) = open_store(state_dir, cfg.identifier_memory);
+        let (inventory, warning) = Inventory::load(&state_dir.join("inventory.json"));
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
         let detector = Detector::new(&rules, facts.facts(), key)
             .map_err(|e| anyhow::anyhow!("compiling the rules: {e}"))?;
         let mut d = Self {
@@ -156,6 +171,8 @@ impl Detection {
             key,
             store,
             store_path,
+            inventory,
+            inventory_changes: Vec::new(),
             session: uuid::Uuid::now_v7().simple().to_string(),
             aggregator: Aggregator::new(
                 i128::from(cfg.aggregate_window_secs) * 1_000_000_000,
@@ -326,6 +343,15 @@ impl Detection {
         };
         let findings = self.detector.inspect(&request, Some(&mut tracking));
         self.stats.findings += findings.len() as u64;
+        self.take_stock(
+            &findings,
+            ctx,
+            &exe,
+            comm,
+            &req.head,
+            dest.as_deref(),
+            time_ns,
+        );
         let request_out = RequestOut {
             method: method.clone(),
             authority: dest.clone(),
@@ -391,8 +417,74 @@ impl Detection {
         done
     }
 
-    /// Writes the identifier memory when it changed.
+    /// Records in the inventory what this request of this client carried.
+    #[allow(clippy::too_many_arguments)]
+    fn take_stock(
+        &mut self,
+        findings: &[Finding],
+        ctx: Option<&ProcessContext>,
+        exe: &Option<String>,
+        comm: &str,
+        head: &telltale::decode::Head,
+        dest: Option<&str>,
+        time_ns: i128,
+    ) {
+        let mut kinds: BTreeSet<String> = BTreeSet::new();
+        let mut fields: BTreeSet<String> = BTreeSet::new();
+        for f in findings {
+            if f.facts.is_empty()
+                && !f
+                    .hits
+                    .iter()
+                    .any(|h| matches!(h.source, HitSource::Identifier { .. }))
+            {
+                // Rules on patterns (git status output, literals): the rule
+                // stands for what was sent.
+                kinds.insert(f.rule.id.clone());
+            }
+            kinds.extend(f.facts.iter().map(|x| x.kind.as_str().to_owned()));
+            for h in &f.hits {
+                if matches!(h.source, HitSource::Identifier { .. }) {
+                    fields.insert(h.path.clone());
+                }
+            }
+        }
+        let user_agent = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+            .map(|h| String::from_utf8_lossy(&h.value).into_owned());
+        let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let obs = Observation {
+            exe: exe.as_deref().unwrap_or(comm),
+            build_id: ctx.and_then(|c| c.exe_build_id.as_deref()),
+            user_agent: user_agent.as_deref(),
+            destination: dest.unwrap_or(""),
+            kinds: &kinds,
+            fields: &fields,
+            time_ns,
+        };
+        if let Some(change) = self.inventory.observe(&obs) {
+            self.stats.inventory_changes += 1;
+            if self.inventory_changes.len() < MAX_PENDING_CHANGES {
+                self.inventory_changes.push(change);
+            }
+        }
+    }
+
+    /// The inventory changes since the last call, for `inventory` events.
+    pub fn take_inventory_changes(&mut self) -> Vec<InventoryChange> {
+        std::mem::take(&mut self.inventory_changes)
+    }
+
+    /// Writes the identifier memory and the inventory when they changed.
     pub fn save(&mut self) {
+        if self.inventory.is_dirty()
+            && let Err(e) = self.inventory.save()
+        {
+            tracing::warn!(error = %e, "cannot save the client inventory");
+        }
         if self.store_path.is_some()
             && self.store.dirty()
             && let Err(e) = self.store.flush()

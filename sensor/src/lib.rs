@@ -14,5 +14,6 @@ pub mod deliver;
 pub mod detect;
 pub mod facts;
 pub mod fuzzing;
+pub mod inventory;
 pub mod llm;
 pub mod scan;

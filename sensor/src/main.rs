@@ -71,6 +71,14 @@ enum Command {
     /// Detection rules: check files, run their examples, list them.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// What each AI client has been seen sending, per destination: fact kinds
+    /// and identifier fields, with counts and first/last seen (from the state
+    /// directory's inventory, which `telltale run` keeps).
+    Inventory {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the host facts detection looks for (kind, source, strength, value).
     Facts {
         /// Print JSON.
@@ -217,6 +225,19 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             out.flush()?;
+            Ok(())
+        }
+        Command::Inventory { json } => {
+            let path = cfg.state.dir.join("inventory.json");
+            let (inventory, warning) = telltale::inventory::Inventory::load(&path);
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inventory.snapshot())?);
+            } else {
+                print!("{}", inventory.render_table());
+            }
             Ok(())
         }
         Command::Facts { json } => {

@@ -24,8 +24,8 @@ use crate::{
     detection::{Alert, Detection},
     event::{
         self, AlertEvent, Binary, ConnOut, CoverageEvent, CoverageTls, DecodeErrorEvent, DecodeOut,
-        Destination, HttpEvent, HttpOut, HttpPolicy, LibraryRef, PipelineStats, ProcessOut, Status,
-        TargetStats, TlsData,
+        Destination, HttpEvent, HttpOut, HttpPolicy, InventoryEvent, LibraryRef, PipelineStats,
+        ProcessOut, Status, TargetStats, TlsData,
     },
     host::HostIdentity,
     process::ProcessCache,
@@ -300,6 +300,15 @@ impl Ctx {
                         .inspect(x, &self.catalog, context.as_deref(), *key, &comm, now);
                 for a in alerts {
                     self.alert(a);
+                }
+                for change in self.detection.take_inventory_changes() {
+                    if self.emit_alerts {
+                        let body = InventoryEvent {
+                            process: self.process(key.pid),
+                            inventory: change,
+                        };
+                        self.line("inventory", now, body);
+                    }
                 }
             }
             Output::Request(_)

@@ -39,6 +39,7 @@ fn definition(event_type: &str) -> Option<&'static str> {
         "sensor.status" => "sensor_status_event",
         "tls.data" => "tls_data_event",
         "coverage" => "coverage_event",
+        "inventory" => "inventory_event",
         _ => return None,
     })
 }
@@ -61,6 +62,7 @@ impl Checker {
             "sensor.status",
             "tls.data",
             "coverage",
+            "inventory",
         ]
         .into_iter()
         .map(|t| {
@@ -277,6 +279,29 @@ fn coverage() -> Value {
     )
 }
 
+fn inventory() -> Value {
+    let t = "2026-11-29T19:01:22.332508018Z";
+    with(
+        envelope("inventory"),
+        json!({
+            "process": process(),
+            "inventory": {
+                "reason": "new_build",
+                "previous_build": {"build_id": "3f2a9c1d0b7e55aa00112233445566778899aabb", "version": "2.0.14"},
+                "new_kinds": ["working_directory"],
+                "new_fields": ["$.metadata.user_id{json}.device_id"],
+                "entry": {
+                    "client": {"exe": "/usr/bin/node", "product": "claude-cli", "version": "2.0.15"},
+                    "destination": "api.anthropic.com", "first_seen": t, "last_seen": t,
+                    "requests": 1, "requests_with_findings": 1,
+                    "kinds": [{"name": "working_directory", "count": 1, "first_seen": t, "last_seen": t}],
+                    "fields": [{"name": "$.metadata.user_id{json}.device_id", "count": 1, "first_seen": t, "last_seen": t}]
+                }
+            }
+        }),
+    )
+}
+
 fn examples() -> Vec<Value> {
     vec![
         alert(),
@@ -285,6 +310,7 @@ fn examples() -> Vec<Value> {
         status(),
         tls_data(),
         coverage(),
+        inventory(),
     ]
 }
 
@@ -337,7 +363,8 @@ fn schema_is_valid_draft_2020_12() {
             "decode.error",
             "sensor.status",
             "tls.data",
-            "coverage"
+            "coverage",
+            "inventory"
         ])
     );
 }

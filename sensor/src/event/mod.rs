@@ -426,6 +426,17 @@ pub struct CoverageTls {
     pub reason: String,
 }
 
+/// Body of an `inventory` event: what a client sends to a destination changed
+/// (a new client, a new build, a new destination, new fact kinds or
+/// identifier fields).
+#[derive(Debug, Serialize)]
+pub struct InventoryEvent {
+    /// The process whose request changed the inventory.
+    pub process: ProcessOut,
+    /// The change and the client's whole entry for that destination.
+    pub inventory: telltale::inventory::Change,
+}
+
 /// Body of a `sensor.status` event.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -482,7 +493,7 @@ impl ProcessOut {
 pub fn level(event_type: &str, json: &[u8]) -> telltale::deliver::Level {
     use telltale::deliver::Level;
     match event_type {
-        "decode.error" | "coverage" => Level::Low,
+        "decode.error" | "coverage" | "inventory" => Level::Low,
         "alert" => {
             #[derive(serde::Deserialize)]
             struct A {
