@@ -454,6 +454,7 @@ impl Detection {
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
             .map(|h| String::from_utf8_lossy(&h.value).into_owned());
+        kinds.extend(declared_kinds(head, user_agent.as_deref()).map(str::to_owned));
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
         let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
         let obs = Observation {
@@ -492,6 +493,39 @@ impl Detection {
             tracing::warn!(error = %e, "cannot save the identifier memory");
         }
     }
+}
+
+/// What a request's headers declare about the host, whatever the values: SDKs
+/// send the OS, CPU architecture and runtime version in `X-Stainless-*`
+/// headers, and many clients name the OS and architecture in their
+/// User-Agent (`claude-cli/2.0.14 (external, cli; linux; x64)`). These are
+/// inventory kinds (`os_name`, `arch`, `runtime_version`), not findings.
+fn declared_kinds(
+    head: &telltale::decode::Head,
+    user_agent: Option<&str>,
+) -> impl Iterator<Item = &'static str> {
+    let has = |name: &str| {
+        head.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    let ua = user_agent.unwrap_or("").to_ascii_lowercase();
+    let ua_comment = ua.split_once('(').map_or("", |(_, c)| c);
+    let ua_has = |words: &[&str]| {
+        ua_comment
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|w| words.contains(&w))
+    };
+    let os = has("x-stainless-os") || ua_has(&["linux", "darwin", "macos", "windows", "win32"]);
+    let arch = has("x-stainless-arch") || ua_has(&["x64", "x86_64", "amd64", "arm64", "aarch64"]);
+    let runtime = has("x-stainless-runtime-version");
+    [
+        (os, "os_name"),
+        (arch, "arch"),
+        (runtime, "runtime_version"),
+    ]
+    .into_iter()
+    .filter_map(|(on, k)| on.then_some(k))
 }
 
 /// The alert that stands for a window's repeats: the last occurrence, with the
@@ -597,5 +631,51 @@ fn open_store(dir: &Path, max: usize) -> (ident::IdentStore, Option<PathBuf>) {
                 Err(_) => (ident::IdentStore::in_memory(max), None),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use telltale::decode::{Head, Header, Start, Version};
+
+    use super::declared_kinds;
+
+    fn head(headers: &[(&str, &str)]) -> Head {
+        Head {
+            start: Start::Request {
+                method: "POST".into(),
+                target: "/v1/messages".into(),
+                authority: None,
+                scheme: None,
+            },
+            version: Version::Http11,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: (*n).into(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn headers_declare_os_arch_and_runtime() {
+        let sdk = head(&[
+            ("x-stainless-os", "Linux"),
+            ("x-stainless-arch", "x64"),
+            ("x-stainless-runtime-version", "v20.19.2"),
+        ]);
+        let got: Vec<_> = declared_kinds(&sdk, Some("Anthropic/Python 2.14.0")).collect();
+        assert_eq!(got, ["os_name", "arch", "runtime_version"]);
+        let cli = head(&[]);
+        let ua = "claude-cli/2.0.14 (external, cli; linux; x64)";
+        assert_eq!(
+            declared_kinds(&cli, Some(ua)).collect::<Vec<_>>(),
+            ["os_name", "arch"]
+        );
+        // A product token is not a declaration; neither is a word outside ().
+        assert_eq!(declared_kinds(&cli, Some("linux-tool/1.0 x64")).count(), 0);
+        assert_eq!(declared_kinds(&cli, None).count(), 0);
     }
 }

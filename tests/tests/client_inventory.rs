@@ -320,11 +320,15 @@ fn coding_clients_context_is_detected_and_inventoried_per_client() {
     assert_eq!(sdk["client"]["version"], "2.14.0");
     assert_eq!(sdk["destination"], format!("127.0.0.1:{}", nginx.port_api));
     let kinds = names(sdk, "kinds");
+    // The SDK's X-Stainless-OS/-Arch/-Runtime-Version headers declare the rest.
     for k in [
         "kernel_release",
         "working_directory",
         "file_name",
         "TT-FP-007",
+        "os_name",
+        "arch",
+        "runtime_version",
     ] {
         assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
     }
