@@ -26,8 +26,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     fs,
-    io::{self, Read as _, Write as _},
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    io::{self, Read as _},
     path::{Path, PathBuf},
 };
 
@@ -672,7 +671,7 @@ impl Inventory {
                 ),
             ));
         }
-        write_atomic(path, &json)?;
+        crate::state::write_atomic(path, &json)?;
         self.dirty = false;
         Ok(())
     }
@@ -1313,45 +1312,10 @@ fn parse_file(bytes: &[u8]) -> Result<FileIn, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("bad contents: {e}"))
 }
 
-/// Writes `bytes` to `path` via a mode-0600 temporary file in the same
-/// directory, so that a crash leaves either the old or the new file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // `mode` applies only on creation; a leftover temporary file keeps its own.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    // Make the rename durable. Some file systems refuse to fsync a directory;
-    // the data itself is already synced, so that is not worth failing over.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     /// 2026-11-29T19:01:22.332508018Z.

@@ -17,3 +17,4 @@ pub mod fuzzing;
 pub mod inventory;
 pub mod llm;
 pub mod scan;
+pub mod state;

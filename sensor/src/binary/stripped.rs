@@ -31,7 +31,6 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::OnceLock;
@@ -510,8 +509,7 @@ impl Cache {
         }
     }
 
-    /// Writes the cache atomically: a temporary file in the same directory,
-    /// flushed to disk, then renamed over the old file.
+    /// Writes the cache atomically (see [`crate::state::write_atomic`]).
     pub fn save(&mut self) -> std::io::Result<()> {
         let file = CacheFile {
             analysis_version: ANALYSIS_VERSION,
@@ -523,22 +521,9 @@ impl Cache {
         {
             fs::create_dir_all(dir)?;
         }
-        let mut tmp_name = self.path.as_os_str().to_owned();
-        tmp_name.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp_name);
-        let written = (|| {
-            let mut out = fs::File::create(&tmp)?;
-            out.write_all(&json)?;
-            out.sync_all()?;
-            fs::rename(&tmp, &self.path)
-        })();
-        match written {
-            Ok(()) => self.dirty = false,
-            Err(_) => {
-                let _ = fs::remove_file(&tmp);
-            }
-        }
-        written
+        crate::state::write_atomic(&self.path, &json)?;
+        self.dirty = false;
+        Ok(())
     }
 }
 
@@ -2715,7 +2700,7 @@ mod tests {
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temporary file left behind");
         let _ = fs::remove_dir_all(&dir);

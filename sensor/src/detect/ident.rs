@@ -15,9 +15,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    fs,
-    io::{self, Write as _},
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -844,7 +842,8 @@ impl IdentStore {
             path: path.clone(),
             source: io::Error::other(e),
         })?;
-        write_atomic(&path, &json).map_err(|source| StoreError::Io { path, source })?;
+        crate::state::write_atomic(&path, &json)
+            .map_err(|source| StoreError::Io { path, source })?;
         self.dirty = false;
         Ok(())
     }
@@ -1059,43 +1058,6 @@ fn parse_file(bytes: &[u8]) -> Result<StoreFile, String> {
     serde_json::from_value(value).map_err(|e| format!("bad contents: {e}"))
 }
 
-/// Writes `bytes` to `path` via a mode-0600 temporary file in the same
-/// directory, so that a crash leaves either the old or the new file.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // `mode` applies only on creation; a leftover temporary file keeps its own.
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    // Make the rename durable. Some file systems refuse to fsync a directory;
-    // the data itself is already synced, so that is not worth failing over.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -1122,6 +1084,8 @@ fn from_hex(s: &str) -> Option<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn found(text: &str) -> Vec<(IdentifierKind, &str)> {
