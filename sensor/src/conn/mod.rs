@@ -38,9 +38,13 @@ pub enum SocketView {
     Unknown(Arc<str>),
 }
 
-/// How long an `SSL_write` without socket I/O of its own waits for the thread's
-/// next write to name its descriptor (memory-BIO stacks write right after).
-const ATTRIBUTION_WAIT_NS: u64 = 50_000_000;
+/// How long a message whose call made no socket I/O of its own waits for the
+/// connection's descriptor to be learned: an `SSL_write` of a memory-BIO stack
+/// (the thread writes the socket right after), or an `SSL_read` served from
+/// data the library buffered earlier (TLS 1.3 servers read a client's first
+/// request with its handshake; the response's write names the socket). Longer
+/// than the kernel's 50 ms correlation window, for loaded hosts.
+const ATTRIBUTION_WAIT_NS: u64 = 200_000_000;
 
 /// Held messages per connection before they are released without a flow.
 const MAX_HELD_PER_CONN: usize = 64;
@@ -505,8 +509,7 @@ impl Reassembler {
                 release(st, "", out);
             }
             Flow::Unseen => {
-                let wait = msg.direction == Direction::Egress || !st.held.is_empty();
-                if wait && st.held.len() < MAX_HELD_PER_CONN {
+                if st.held.len() < MAX_HELD_PER_CONN {
                     st.held.push((now_ns + ATTRIBUTION_WAIT_NS, msg));
                 } else {
                     release(st, "no socket I/O seen around the call", out);
@@ -754,6 +757,33 @@ mod tests {
         r.release_overdue(100 + ATTRIBUTION_WAIT_NS, |m| late.push(m));
         assert_eq!(late.len(), 1);
         assert!(matches!(late[0].socket, SocketView::Unknown(_)));
+    }
+
+    /// A server's first read served from data its library buffered during the
+    /// handshake waits for the socket its response's write names.
+    #[test]
+    fn a_read_without_io_waits_for_the_connection_s_socket() {
+        let mut r = reasm(LIMITS);
+        let mut rd = chunk(1, 9, 0, b"GET / HTTP/1.1\r\n\r\n", 18);
+        rd.fd = -1;
+        rd.fd_source = FdSource::Unknown;
+        rd.direction = Direction::Ingress;
+        rd.function = TlsFunction::SslRead;
+        assert!(run(&mut r, &[rd]).is_empty(), "held");
+        let mut out = Vec::new();
+        let bind = FdBind {
+            pid: 1,
+            conn: 9,
+            fd: 5,
+            source: FdSource::Nested,
+            addrs: None,
+        };
+        r.bind_fd(&bind, |m| out.push(m));
+        assert_eq!(out.len(), 1);
+        assert!(matches!(
+            out[0].socket,
+            SocketView::Known(_, FdSource::Nested)
+        ));
     }
 
     #[test]
