@@ -84,6 +84,10 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also the facts of this process (environment, working directory and
+        /// its names, user, executable), as detection learns them.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Convert native events (JSON lines on stdin) to OCSF or ECS, as a sink
     /// with that format would send them; events without a mapping are skipped.
@@ -240,14 +244,23 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Facts { json } => {
-            let facts = telltale::facts::collect(&telltale::facts::Sources::host());
+        Command::Facts { json, pid } => {
+            let mut facts = telltale::facts::collect(&telltale::facts::Sources::host());
+            if let Some(pid) = pid {
+                let own = telltale::facts::process_facts(std::path::Path::new("/"), pid);
+                if own.is_empty() {
+                    anyhow::bail!(
+                        "no facts for pid {pid}: no such process, or its /proc is unreadable"
+                    );
+                }
+                facts.extend(own);
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&facts)?);
             } else {
                 for f in &facts {
                     println!(
-                        "{:<15} {:<7} {:<40} {}",
+                        "{:<18} {:<7} {:<40} {}",
                         f.kind.as_str(),
                         format!("{:?}", f.strength).to_lowercase(),
                         f.name,

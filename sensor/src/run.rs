@@ -836,12 +836,14 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         for l in &lifecycle {
             if let Lifecycle::Exec(pid, path) = l {
                 let pid = *pid;
-                // Attach first: a short-lived program may make its first TLS
-                // call within milliseconds of its exec.
-                capture.exec(pid, path.as_deref());
-                p.coverage.exec(pid, path.as_deref());
+                // The context first: a short-lived process is soon gone, and
+                // every event of it needs its context. A new program is then
+                // inspected and attached (by path when it is already gone), so
+                // that its later calls, and its next runs, are captured.
                 p.ctx.processes.exec(pid);
                 let _ = p.ctx.processes.get(pid);
+                capture.exec(pid, path.as_deref());
+                p.coverage.exec(pid, path.as_deref());
             }
         }
         for m in msgs.drain(..) {
