@@ -1317,6 +1317,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+    use crate::state::TempDir;
 
     /// 2026-11-29T19:01:22.332508018Z.
     const T0: i128 = 1_795_978_882_332_508_018;
@@ -2054,33 +2055,10 @@ mod tests {
 
     // -- Persistence ------------------------------------------------------------
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            let dir = std::env::temp_dir().join(format!(
-                "telltale-inventory-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            fs::create_dir_all(&dir).expect("temp dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn save_and_load_round_trip() {
-        let dir = TempDir::new("roundtrip");
-        let path = dir.0.join("inventory.json");
+        let dir = TempDir::new("inventory-roundtrip");
+        let path = dir.path().join("inventory.json");
         let (mut inv, warning) = Inventory::load(&path);
         assert_eq!(warning, None, "a missing file is an empty inventory");
         assert!(inv.is_empty() && !inv.is_dirty());
@@ -2113,7 +2091,7 @@ mod tests {
         let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(
-            fs::read_dir(&dir.0).expect("dir").count(),
+            fs::read_dir(dir.path()).expect("dir").count(),
             1,
             "no temporary file left"
         );
@@ -2137,17 +2115,17 @@ mod tests {
         );
         // Saving happens only when dirty.
         fs::remove_file(&path).expect("remove");
-        let (mut clean, _) = Inventory::load(&dir.0.join("other.json"));
+        let (mut clean, _) = Inventory::load(&dir.path().join("other.json"));
         clean.save().expect("clean save");
-        assert!(!dir.0.join("other.json").exists());
+        assert!(!dir.path().join("other.json").exists());
         again.save().expect("dirty save");
         assert!(path.exists());
     }
 
     #[test]
     fn evictions_are_kept_in_the_file() {
-        let dir = TempDir::new("evictions");
-        let path = dir.0.join("inventory.json");
+        let dir = TempDir::new("inventory-evictions");
+        let path = dir.path().join("inventory.json");
         let (mut inv, _) = Inventory::load(&path);
         inv.limits.destinations = 1;
         observe(&mut inv, CLAUDE);
@@ -2166,8 +2144,8 @@ mod tests {
 
     #[test]
     fn files_beyond_the_bounds_are_cut_to_them() {
-        let dir = TempDir::new("oversized");
-        let path = dir.0.join("inventory.json");
+        let dir = TempDir::new("inventory-oversized");
+        let path = dir.path().join("inventory.json");
         let tally = serde_json::json!({"count": 1, "first_ns": 5, "last_ns": 5});
         let kinds: serde_json::Map<String, serde_json::Value> = (0..MAX_PER_PAIR + 10)
             .map(|n| {
@@ -2197,8 +2175,8 @@ mod tests {
 
     #[test]
     fn corrupt_files_give_an_empty_inventory_and_are_replaced() {
-        let dir = TempDir::new("corrupt");
-        let path = dir.0.join("inventory.json");
+        let dir = TempDir::new("inventory-corrupt");
+        let path = dir.path().join("inventory.json");
         for (contents, reason) in [
             ("{not json", "not an inventory file"),
             (r#"{"version":"1"}"#, "not an inventory file"),
@@ -2233,8 +2211,8 @@ mod tests {
 
     #[test]
     fn an_inventory_too_large_to_load_is_not_saved() {
-        let dir = TempDir::new("toolarge");
-        let path = dir.0.join("inventory.json");
+        let dir = TempDir::new("inventory-toolarge");
+        let path = dir.path().join("inventory.json");
         let (mut inv, _) = Inventory::load(&path);
         observe(&mut inv, CLAUDE);
         inv.save().expect("small enough");

@@ -46,27 +46,56 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A fresh directory for one test, removed when dropped (tests run in
+/// parallel in one process: the name carries the pid and a counter).
+#[cfg(test)]
+pub(crate) struct TempDir(std::path::PathBuf);
+
+#[cfg(test)]
+impl TempDir {
+    /// Creates `telltale-LABEL-PID-N` under the system's temporary directory.
+    pub(crate) fn new(label: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("telltale-{label}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a test directory");
+        Self(dir)
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn replaces_the_file_with_mode_0600_and_leaves_no_temporary_file() {
-        let dir = std::env::temp_dir().join(format!("telltale-state-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("dir");
+        let tmp = TempDir::new("state");
+        let dir = tmp.path();
         let path = dir.join("x.json");
         write_atomic(&path, b"old").expect("write");
         write_atomic(&path, b"new").expect("rewrite");
         assert_eq!(fs::read(&path).expect("read"), b"new");
         let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let names: Vec<_> = fs::read_dir(&dir)
+        let names: Vec<_> = fs::read_dir(dir)
             .expect("list")
             .flatten()
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
-        let _ = fs::remove_dir_all(&dir);
     }
 }

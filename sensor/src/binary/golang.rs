@@ -1476,12 +1476,7 @@ mod tests {
     //! `-ldflags="-s -w"`, through `strip`, as a PIE, and with its section
     //! headers removed; a program without TLS; and damaged copies.
 
-    use std::{
-        path::{Path, PathBuf},
-        process::Command,
-        sync::OnceLock,
-        time::{Instant, SystemTime, UNIX_EPOCH},
-    };
+    use std::{path::Path, process::Command, sync::OnceLock, time::Instant};
 
     use object::{Object, ObjectSymbol};
 
@@ -1523,24 +1518,10 @@ mod tests {
         builds.as_ref()
     }
 
-    /// A temporary directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn build_all() -> Builds {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let tmp = TempDir(
-            std::env::temp_dir().join(format!("telltale-golang-{}-{nanos}", std::process::id())),
-        );
-        let client = tmp.0.join("client");
-        let hello = tmp.0.join("hello");
+        let tmp = crate::state::TempDir::new("golang");
+        let client = tmp.path().join("client");
+        let hello = tmp.path().join("hello");
         for (dir, main, module) in [
             (&client, CLIENT_MAIN, CLIENT_MOD),
             (&hello, HELLO_MAIN, HELLO_MOD),
@@ -1549,14 +1530,14 @@ mod tests {
             std::fs::write(dir.join("main.go"), main).unwrap();
             std::fs::write(dir.join("go.mod"), module).unwrap();
         }
-        let bin = tmp.0.join("bin");
+        let bin = tmp.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let build = |dir: &Path, flags: &[&str], name: &str| {
             let out = bin.join(name);
             let mut args = vec!["build"];
             args.extend(flags);
             args.extend(["-o", out.to_str().unwrap(), "."]);
-            go(&tmp.0, dir, &args);
+            go(tmp.path(), dir, &args);
             std::fs::read(out).unwrap()
         };
         let normal = build(&client, &[], "normal");
@@ -1577,7 +1558,7 @@ mod tests {
                 None
             }
         };
-        let version = go(&tmp.0, &client, &["env", "GOVERSION"]);
+        let version = go(tmp.path(), &client, &["env", "GOVERSION"]);
         Builds {
             go_version: version.trim().to_string(),
             normal,

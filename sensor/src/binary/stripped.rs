@@ -2378,18 +2378,6 @@ mod tests {
     /// The static OpenSSL test client's source.
     const CLIENT_C: &str = include_str!("../../../tests/clients/static-openssl/client.c");
 
-    /// A fresh directory for one test (tests run in parallel in one process).
-    fn scratch_dir(name: &str) -> PathBuf {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "telltale-stripped-{name}-{}-{n}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("create scratch dir");
-        dir
-    }
-
     fn tool_works(tool: &str) -> bool {
         Command::new(tool)
             .arg("--version")
@@ -2413,7 +2401,8 @@ mod tests {
             eprintln!("skipping: no static libssl.a (install libssl-dev)");
             return None;
         }
-        let dir = scratch_dir("openssl");
+        let tmp = crate::state::TempDir::new("stripped-openssl");
+        let dir = tmp.path().to_path_buf();
         let src = dir.join("client.c");
         fs::write(&src, CLIENT_C).expect("write client.c");
         let exe = dir.join("client");
@@ -2445,7 +2434,6 @@ mod tests {
             fs::read(&exe).expect("read client"),
             fs::read(&stripped).expect("read stripped client"),
         );
-        let _ = fs::remove_dir_all(&dir);
         Some(out)
     }
 
@@ -2528,11 +2516,11 @@ mod tests {
                 assert_eq!(found.ssl_read, k.ssl_read, "SSL_read");
                 assert_eq!(found.sni, k.sni, "SSL_set_tlsext_host_name");
                 assert_eq!(found.ssl_free, k.ssl_free, "SSL_free");
-                let dir = scratch_dir("bun");
+                let tmp = crate::state::TempDir::new("stripped-bun");
+                let dir = tmp.path().to_path_buf();
                 let mut cache = Cache::open(dir.join("cache.json")).0;
                 assert_eq!(resolve(&data, &mut cache).expect("resolve"), Some(k));
                 assert!(cache.is_empty(), "known builds are not cached");
-                let _ = fs::remove_dir_all(&dir);
             }
             None => eprintln!("Bun build {id} is not in the known table"),
         }
@@ -2670,7 +2658,8 @@ mod tests {
     /// (d) Save and reload keep every outcome; the bound evicts the oldest.
     #[test]
     fn cache_round_trip_and_bound() {
-        let dir = scratch_dir("cache");
+        let tmp = crate::state::TempDir::new("stripped-cache");
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("state").join("stripped-cache.json");
         let (mut cache, warning) = Cache::open(&path);
         assert!(warning.is_none() && cache.is_empty());
@@ -2703,13 +2692,13 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temporary file left behind");
-        let _ = fs::remove_dir_all(&dir);
     }
 
     /// (d) A corrupt cache file is reported, treated as empty and replaced.
     #[test]
     fn corrupt_cache_is_replaced() {
-        let dir = scratch_dir("corrupt");
+        let tmp = crate::state::TempDir::new("stripped-corrupt");
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("cache.json");
         fs::write(&path, b"{\"analysis_version\": 1, \"entries\": {\"x\": [").unwrap();
         let (mut cache, warning) = Cache::open(&path);
@@ -2720,7 +2709,6 @@ mod tests {
         let (cache, warning) = Cache::open(&path);
         assert!(warning.is_none());
         assert_eq!(cache.get("ee"), Some(&Outcome::Absent));
-        let _ = fs::remove_dir_all(&dir);
     }
 
     /// A cached result is used only while the code at its addresses is
@@ -2730,7 +2718,8 @@ mod tests {
         let Some((_, stripped)) = build_static_client() else {
             return;
         };
-        let dir = scratch_dir("resolve");
+        let tmp = crate::state::TempDir::new("stripped-resolve");
+        let dir = tmp.path().to_path_buf();
         let (mut cache, _) = Cache::open(dir.join("cache.json"));
         let first = resolve(&stripped, &mut cache)
             .expect("resolve")
@@ -2749,6 +2738,5 @@ mod tests {
         cache.entries.get_mut(&id).unwrap().outcome = Outcome::Absent;
         let again = resolve(&altered, &mut cache);
         assert!(!matches!(again, Ok(None)), "stale cache entry was trusted");
-        let _ = fs::remove_dir_all(&dir);
     }
 }

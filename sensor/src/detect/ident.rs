@@ -1087,6 +1087,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+    use crate::state::TempDir;
 
     fn found(text: &str) -> Vec<(IdentifierKind, &str)> {
         let mut hits = Vec::new();
@@ -1505,33 +1506,10 @@ mod tests {
         assert_eq!(s.observe_fields(&client("b99"), DEST, &extra, 201), None);
     }
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            let dir = std::env::temp_dir().join(format!(
-                "telltale-ident-{name}-{}-{nanos}",
-                std::process::id()
-            ));
-            fs::create_dir_all(&dir).expect("temp dir");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn persistence_round_trip() {
-        let dir = TempDir::new("roundtrip");
-        let path = dir.0.join("idents.json");
+        let dir = TempDir::new("ident-roundtrip");
+        let path = dir.path().join("idents.json");
         let mut s = IdentStore::open(&path, 10).expect("missing file is empty");
         assert!(!s.dirty());
         let c = client("b1");
@@ -1545,7 +1523,7 @@ mod tests {
         assert!(text.contains(&"07".repeat(32)), "token as hex of its hash");
         let mode = fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let leftovers = fs::read_dir(&dir.0).expect("dir").count();
+        let leftovers = fs::read_dir(dir.path()).expect("dir").count();
         assert_eq!(leftovers, 1, "no temporary file left behind");
 
         let mut again = IdentStore::open(&path, 10).expect("reopen");
@@ -1572,8 +1550,8 @@ mod tests {
 
     #[test]
     fn reopening_with_a_smaller_bound_keeps_the_most_recent() {
-        let dir = TempDir::new("shrink");
-        let path = dir.0.join("idents.json");
+        let dir = TempDir::new("ident-shrink");
+        let path = dir.path().join("idents.json");
         let mut s = IdentStore::open(&path, 10).expect("open");
         for n in 1..=5 {
             s.observe_token(&client("b"), DEST, "$.x", tok(n), "1@1", "s1", i64::from(n));
@@ -1600,8 +1578,8 @@ mod tests {
 
     #[test]
     fn corrupt_files_are_errors_naming_the_file() {
-        let dir = TempDir::new("corrupt");
-        let path = dir.0.join("idents.json");
+        let dir = TempDir::new("ident-corrupt");
+        let path = dir.path().join("idents.json");
         for (contents, reason) in [
             ("{not json", "not JSON"),
             (r#"{"tokens":[]}"#, "no version"),
