@@ -186,6 +186,32 @@ pub fn llm_request(data: &[u8]) {
     let _ = llm::parse_request(&endpoint, body);
 }
 
+/// HTTP/1 request framing of held writes: a complete request lies inside the
+/// input, framing its own bytes again gives the same answer, and pipelined
+/// requests are framed one after the other.
+pub fn request_frame(data: &[u8]) {
+    use crate::decode::frame::{Next, next_request};
+    let mut rest = data;
+    for _ in 0..64 {
+        match next_request(rest) {
+            Next::Complete(n) => {
+                assert!(
+                    n > 0 && n <= rest.len(),
+                    "request of {n} bytes in {}",
+                    rest.len()
+                );
+                assert_eq!(
+                    next_request(&rest[..n]),
+                    Next::Complete(n),
+                    "framing is stable"
+                );
+                rest = &rest[n..];
+            }
+            Next::Incomplete(_) | Next::NotHttp1(_) => break,
+        }
+    }
+}
+
 /// The program-file analyses (Go's pc-line table, stripped static TLS
 /// libraries) on a hostile file: they return an answer or an error, never
 /// panic, and what they find lies inside the file.
@@ -285,6 +311,19 @@ mod seeds {
                 out.push((target, format!("{stem}-{conn}"), wire));
             }
             out.push(("decoder", stem.clone(), decoder));
+            // What clients wrote, for request framing.
+            if !h2 {
+                for (conn, calls) in &conns {
+                    let written: Vec<u8> = calls
+                        .iter()
+                        .filter(|(flags, _)| *flags == 0)
+                        .flat_map(|(_, d)| d.iter().copied())
+                        .collect();
+                    if !written.is_empty() {
+                        out.push(("request_frame", format!("{stem}-{conn}"), written));
+                    }
+                }
+            }
             // Request bodies for the LLM model (as HTTP/1 bodies are plain here).
             for (_, calls) in conns {
                 for (flags, data) in calls {
@@ -386,6 +425,7 @@ mod tests {
             "http2" => http2,
             "content" => content,
             "decoder" => decoder,
+            "request_frame" => request_frame,
             _ => llm_request,
         }
     }
@@ -396,7 +436,14 @@ mod tests {
     #[test]
     fn fuzz_smoke() {
         let seeds = seeds::all();
-        for t in ["http1", "http2", "content", "decoder", "llm_request"] {
+        for t in [
+            "http1",
+            "http2",
+            "content",
+            "decoder",
+            "llm_request",
+            "request_frame",
+        ] {
             assert!(seeds.iter().any(|(x, ..)| *x == t), "no seed for {t}");
         }
         let mut m = Mutator(0x9e37_79b9_7f4a_7c15);

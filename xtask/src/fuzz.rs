@@ -16,6 +16,7 @@ pub const TARGETS: &[&str] = &[
     "decoder",
     "llm_request",
     "binary",
+    "request_frame",
 ];
 
 /// What `cargo fuzz build` passes to rustc for libFuzzer.

@@ -11,6 +11,7 @@
 
 mod body;
 mod exchange;
+pub mod frame;
 mod http1;
 mod http2;
 mod part;
