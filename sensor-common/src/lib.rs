@@ -13,7 +13,7 @@ pub use tls::*;
 
 /// Version of the record layouts in this crate. Carried in every record header so
 /// that user space refuses records from a kernel object built from other sources.
-pub const ABI_VERSION: u16 = 2;
+pub const ABI_VERSION: u16 = 3;
 
 /// Length of a task's `comm` as the kernel stores it (including the NUL).
 pub const COMM_LEN: usize = 16;
@@ -37,6 +37,9 @@ pub enum RecordKind {
     Exit = 6,
     /// A [`ConnectRecord`]: a process connected to a TLS port.
     Connect = 7,
+    /// A [`HoldRecord`]: a thread was stopped at the entry of a TLS write for
+    /// user space to decide on.
+    Hold = 8,
 }
 
 /// Most destination ports user space can mark as TLS ports (443, 8443, …).
@@ -139,6 +142,66 @@ const _: () = assert!(core::mem::size_of::<ProcessRecord>() == 16);
 // SAFETY: #[repr(C)] integers without padding.
 unsafe impl aya::Pod for ProcessRecord {}
 
+/// Processes whose enforcement state (held or exempt) the kernel remembers.
+pub const MAX_HOLD_PROCESSES: u32 = 65_536;
+
+/// Values of the `HOLD` map, keyed by process id. A process absent from the map
+/// has not been judged yet: its TLS writes are held, so that user space can
+/// judge it before anything it writes leaves.
+pub mod hold {
+    /// Judged: no blocking policy selects the process; never held.
+    pub const EXEMPT: u8 = 0;
+    /// Judged: a blocking policy selects the process; every TLS write is held.
+    pub const SELECTED: u8 = 1;
+    /// Not judged, but held once already: user space is judging it. Set by the
+    /// kernel so that a guard that finds the sensor gone knows to continue it.
+    pub const PENDING: u8 = 2;
+    /// `SIGSTOP`.
+    pub const SIGSTOP: u32 = 19;
+    /// `len` of a [`super::HoldRecord`] when the probe could not tell the
+    /// write's length (its site has the count in no register).
+    pub const LEN_UNKNOWN: u64 = u64::MAX;
+}
+
+/// A thread was stopped (with its whole process) at the entry of a TLS write:
+/// the bytes it is about to encrypt are at `buf`, `len` long, in its memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HoldRecord {
+    /// [`RecordKind::Hold`].
+    pub kind: u16,
+    /// [`ABI_VERSION`].
+    pub abi: u16,
+    /// [`crate::TlsFunction`] being held.
+    pub function: u8,
+    /// The `HOLD` map's value for the process when held; 0xff when absent (not
+    /// judged yet).
+    pub state: u8,
+    /// Reserved, zero.
+    pub _pad: u16,
+    /// The connection's socket descriptor when the kernel knows it, else -1.
+    pub fd: i32,
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds when the thread was stopped.
+    pub ts_ns: u64,
+    /// The connection object (`SSL *`, `gnutls_session_t`).
+    pub conn: u64,
+    /// User address of the plaintext.
+    pub buf: u64,
+    /// Bytes at `buf`, or [`hold::LEN_UNKNOWN`].
+    pub len: u64,
+}
+const _: () = assert!(core::mem::size_of::<HoldRecord>() == 56);
+
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] integers without padding holes.
+unsafe impl aya::Pod for HoldRecord {}
+
 impl RecordKind {
     /// Decodes the kind stored in a record's first two bytes.
     pub const fn from_u16(v: u16) -> Option<Self> {
@@ -150,6 +213,7 @@ impl RecordKind {
             5 => Some(Self::Exec),
             6 => Some(Self::Exit),
             7 => Some(Self::Connect),
+            8 => Some(Self::Hold),
             _ => None,
         }
     }

@@ -56,7 +56,16 @@ pub struct EntryCookie {
     pub buf: u8,
     /// Register holding the byte-count out-pointer (`_ex` variants).
     pub len_out: u8,
+    /// Register holding the byte count a write is asked to send (its third
+    /// argument), or [`NO_REG`] when no register holds it at the probe's site.
+    pub num: u8,
 }
+
+/// A cookie register field's value for "no register holds it".
+pub const NO_REG: u8 = 0xff;
+
+/// Cookie field value standing for [`NO_REG`].
+const NO_REG_FIELD: u64 = REG_MASK;
 
 impl EntryCookie {
     /// The System V argument registers, as at a function's first instruction.
@@ -66,6 +75,7 @@ impl EntryCookie {
             conn: reg::RDI,
             buf: reg::RSI,
             len_out: reg::RCX,
+            num: reg::RDX,
         }
     }
 
@@ -76,6 +86,11 @@ impl EntryCookie {
             | ((self.conn as u64 + 1) & REG_MASK) << 32
             | ((self.buf as u64 + 1) & REG_MASK) << 37
             | ((self.len_out as u64 + 1) & REG_MASK) << 42
+            | if self.num == NO_REG {
+                NO_REG_FIELD
+            } else {
+                (self.num as u64 + 1) & REG_MASK
+            } << 47
     }
 
     /// Unpacks; zero fields mean the ABI register.
@@ -93,6 +108,11 @@ impl EntryCookie {
             conn: field(cookie, 32, reg::RDI),
             buf: field(cookie, 37, reg::RSI),
             len_out: field(cookie, 42, reg::RCX),
+            num: if (cookie >> 47) & REG_MASK == NO_REG_FIELD {
+                NO_REG
+            } else {
+                field(cookie, 47, reg::RDX)
+            },
         }
     }
 }
@@ -145,8 +165,11 @@ mod tests {
             conn: 13,
             buf: 15,
             len_out: reg::RAX,
+            num: reg::R8,
         };
         assert_eq!(EntryCookie::decode(c.encode()), c);
+        let unsized_site = EntryCookie { num: NO_REG, ..c };
+        assert_eq!(EntryCookie::decode(unsized_site.encode()), unsized_site);
         assert_eq!(EntryCookie::decode(0), EntryCookie::abi(0));
         assert_eq!(cookie_target(c.encode()), 0xdead_beef);
     }
@@ -159,6 +182,7 @@ mod tests {
                 conn: r,
                 buf: r,
                 len_out: r,
+                num: r,
             };
             assert_eq!(EntryCookie::decode(c.encode()), c, "register {r}");
             let c = ReturnCookie {

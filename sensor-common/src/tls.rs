@@ -495,6 +495,10 @@ pub struct SockKey {
     pub conn: u64,
 }
 
+#[cfg(feature = "user")]
+// SAFETY: #[repr(C)] integers without padding holes.
+unsafe impl aya::Pod for SockKey {}
+
 /// Per-thread I/O memory of watched processes, for memory-BIO stacks.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -543,11 +547,16 @@ pub enum Counter {
     TruncatedBytes = 8,
     /// Return probes that found no entry state (entry missed or evicted).
     OrphanReturns = 9,
+    /// TLS writes held (their process stopped) for user space to decide on.
+    Holds = 10,
+    /// Writes that should have been held but were not: the ring buffer had no
+    /// room for the hold record, or the stop signal could not be sent.
+    HoldsMissed = 11,
 }
 
 impl Counter {
     /// Number of counters; the size of the `COUNTERS` array.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 12;
 
     /// All counters, in index order.
     pub const ALL: [Self; Self::COUNT as usize] = [
@@ -561,6 +570,8 @@ impl Counter {
         Self::TruncatedCalls,
         Self::TruncatedBytes,
         Self::OrphanReturns,
+        Self::Holds,
+        Self::HoldsMissed,
     ];
 
     /// Stable snake_case name used in `sensor.status` events.
@@ -576,6 +587,8 @@ impl Counter {
             Self::TruncatedCalls => "truncated_calls",
             Self::TruncatedBytes => "truncated_bytes",
             Self::OrphanReturns => "orphan_returns",
+            Self::Holds => "holds",
+            Self::HoldsMissed => "holds_missed",
         }
     }
 }

@@ -42,8 +42,10 @@ const EXEC_FILENAME_LOC: usize = 8;
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // The new program is not the one whose calls were watched.
+    // The new program is not the one whose calls were watched, nor the one
+    // enforcement judged.
     let _ = WATCHED.remove(&pid);
+    crate::hold::forget(pid);
     let Some(mut entry) = EVENTS.reserve::<ExecRecord>(0) else {
         counters::add(Counter::LostRecords, 1);
         return 0;
@@ -84,6 +86,9 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     let (pid, tid) = ((id >> 32) as u32, id as u32);
     let _ = THREAD_IO.remove(&tid);
     let _ = ACTIVE.remove(&id);
+    if pid == tid {
+        crate::hold::forget(pid);
+    }
     // SAFETY: presence check only.
     if pid == tid && unsafe { WATCHED.get(&pid) }.is_some() {
         let _ = WATCHED.remove(&pid);

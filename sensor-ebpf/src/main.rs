@@ -11,6 +11,7 @@
 #![allow(internal_features)]
 
 mod counters;
+mod hold;
 mod io;
 mod lifecycle;
 mod net;

@@ -18,8 +18,8 @@ use sensor_common::{
     ABI_VERSION, ActiveCall, CHUNK_MAX, COMM_LEN, ConnCloseRecord, Counter,
     FD_CORRELATION_WINDOW_NS, FdSource, MAX_ACTIVE_CALLS, MAX_CAPTURE_PER_CALL, MAX_FULL_CHUNKS,
     MAX_WATCHED_PROCESSES, RecordKind, SSL_CTRL_SET_TLSEXT_HOSTNAME, ServerNameRecord,
-    TAIL_BUCKETS, ThreadIo, TlsChunkHeader, TlsFunction, TlsResult,
-    probe::{EntryCookie, ReturnCookie, cookie_target},
+    TAIL_BUCKETS, ThreadIo, TlsChunkHeader, TlsFunction, TlsResult, hold,
+    probe::{EntryCookie, NO_REG, ReturnCookie, cookie_target},
 };
 
 use crate::counters;
@@ -133,22 +133,37 @@ pub(crate) fn enter(ctx: &ProbeContext, function: TlsFunction) {
     // Probes placed past the first instruction learn from their cookie where
     // the arguments are; other architectures only use first-instruction probes.
     #[cfg(bpf_target_arch = "x86_64")]
-    let (conn, buf, len_out) = {
+    let (conn, buf, len_out, num) = {
         let c = EntryCookie::decode(cookie);
-        (reg(ctx, c.conn), reg(ctx, c.buf), reg(ctx, c.len_out))
+        let num = if c.num == NO_REG {
+            hold::LEN_UNKNOWN
+        } else {
+            reg(ctx, c.num)
+        };
+        (reg(ctx, c.conn), reg(ctx, c.buf), reg(ctx, c.len_out), num)
     };
     #[cfg(not(bpf_target_arch = "x86_64"))]
-    let (conn, buf, len_out): (u64, u64, u64) = {
+    let (conn, buf, len_out, num): (u64, u64, u64, u64) = {
         let _ = EntryCookie::decode(cookie);
         (
             ctx.arg(0).unwrap_or(0),
             ctx.arg(1).unwrap_or(0),
             ctx.arg(3).unwrap_or(0),
+            ctx.arg(2).unwrap_or(0),
         )
     };
     let len_out = if function.is_ex() { len_out } else { 0 };
+    let id = bpf_get_current_pid_tgid();
+    if crate::hold::enabled() && function.direction() == sensor_common::Direction::Egress {
+        // `SSL_write` takes an `int`; the upper half of its register is undefined.
+        let len = match function.result() {
+            TlsResult::Int if num != hold::LEN_UNKNOWN => num as u32 as i32 as i64 as u64,
+            _ => num,
+        };
+        crate::hold::maybe_hold(id, conn, buf, len, function);
+    }
     store_call(
-        bpf_get_current_pid_tgid(),
+        id,
         &ActiveCall {
             conn,
             buf,
@@ -446,6 +461,7 @@ pub fn ssl_free_enter(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 pub(crate) fn emit_close(id: u64, conn: u64) {
     crate::sock::forget((id >> 32) as u32, conn);
+    crate::hold::forget_conn((id >> 32) as u32, conn);
     let Some(mut entry) = EVENTS.reserve::<ConnCloseRecord>(0) else {
         counters::add(Counter::LostRecords, 1);
         return;

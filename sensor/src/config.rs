@@ -47,6 +47,8 @@ pub struct Config {
     pub sinks: Vec<telltale::deliver::sinks::SinkCfg>,
     /// Status events.
     pub status: StatusCfg,
+    /// Enforcement policies (`alert`, `block`, `kill`).
+    pub enforce: crate::enforce::EnforceCfg,
 }
 
 /// `[output]`
@@ -307,6 +309,18 @@ impl Config {
         }
         if self.output.queue == 0 {
             return Err(invalid("output.queue", "must be at least 1"));
+        }
+        if self.enforce.decision_timeout_ms == 0 {
+            return Err(invalid("enforce.decision_timeout_ms", "must be at least 1"));
+        }
+        if self.enforce.max_request_bytes < 1024 {
+            return Err(invalid(
+                "enforce.max_request_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if let Err(e) = crate::enforce::Policies::new(&self.enforce.policies) {
+            return Err(invalid("enforce.policies", &e.to_string()));
         }
         if self.output.queue_bytes < 64 * 1024 {
             return Err(invalid("output.queue_bytes", "must be at least 65536"));

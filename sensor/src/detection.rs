@@ -282,7 +282,66 @@ impl Detection {
         }
     }
 
-    /// Inspects a request the watched process sent; returns the alerts to emit now.
+    /// What a request is, for detection: its endpoint and text parts. None when
+    /// it is not a request to a known LLM API.
+    fn prepare<'x>(x: &'x Exchange, catalog: &Catalog) -> Option<Prepared<'x>> {
+        let req = x.request.as_ref()?;
+        let Start::Request { method, target, .. } = &req.head.start else {
+            return None;
+        };
+        let endpoint = catalog.recognise(method, authority(&req.head), target)?;
+        let (mut parts, model, readable) = match llm::parse_request(&endpoint, req.body.content()) {
+            Ok(r) => (r.parts, r.model, true),
+            Err(_) => (Vec::new(), endpoint.model_from_path.clone(), false),
+        };
+        parts.extend(req.head.headers.iter().map(|h| TextPart {
+            path: format!("header:{}", h.name),
+            role: Role::Header,
+            text: String::from_utf8_lossy(&h.value).into_owned(),
+        }));
+        Some(Prepared {
+            head: &req.head,
+            method,
+            path: target.split('?').next().unwrap_or(target),
+            dest: authority(&req.head).map(str::to_owned),
+            endpoint,
+            parts,
+            model,
+            readable,
+        })
+    }
+
+    /// What rules a request of process `pid` would set off, without
+    /// remembering anything of it (identifier rules, which need the request
+    /// remembered, are not evaluated): for a decision before it is sent.
+    pub fn evaluate(
+        &mut self,
+        x: &Exchange,
+        catalog: &Catalog,
+        ctx: Option<&ProcessContext>,
+        pid: u32,
+        comm: &str,
+    ) -> Option<Evaluated> {
+        let p = Self::prepare(x, catalog)?;
+        self.learn_process(ctx, pid);
+        let exe = ctx.and_then(|c| c.exe.clone());
+        let request = Request {
+            provider: Some(&p.endpoint.provider),
+            api: Some(p.endpoint.api),
+            authority: p.dest.as_deref(),
+            method: p.method,
+            path: p.path,
+            exe: exe.as_deref(),
+            comm,
+            parts: &p.parts,
+        };
+        let findings = self.detector.inspect(&request, None);
+        Some(Evaluated::new(p.summary(), p.head, &findings, p.readable))
+    }
+
+    /// Inspects a request the watched process sent; returns the alerts to emit
+    /// now and what the request was, with every rule it set off (before
+    /// aggregation), for enforcement.
     pub fn inspect(
         &mut self,
         x: &Exchange,
@@ -291,33 +350,26 @@ impl Detection {
         conn: ConnKey,
         comm: &str,
         time_ns: i128,
-    ) -> Vec<Alert> {
+    ) -> (Vec<Alert>, Option<Evaluated>) {
         let pid = conn.pid;
-        let Some(req) = x.request.as_ref() else {
-            return Vec::new();
-        };
-        let Start::Request { method, target, .. } = &req.head.start else {
-            return Vec::new();
-        };
-        let Some(endpoint) = catalog.recognise(method, authority(&req.head), target) else {
-            return Vec::new();
+        let Some(p) = Self::prepare(x, catalog) else {
+            return (Vec::new(), None);
         };
         self.stats.requests += 1;
-        let (mut parts, model) = match llm::parse_request(&endpoint, req.body.content()) {
-            Ok(r) => (r.parts, r.model),
-            Err(_) => {
-                self.stats.unreadable += 1;
-                (Vec::new(), endpoint.model_from_path.clone())
-            }
-        };
-        parts.extend(req.head.headers.iter().map(|h| TextPart {
-            path: format!("header:{}", h.name),
-            role: Role::Header,
-            text: String::from_utf8_lossy(&h.value).into_owned(),
-        }));
+        if !p.readable {
+            self.stats.unreadable += 1;
+        }
         self.learn_process(ctx, pid);
-        let path = target.split('?').next().unwrap_or(target);
-        let dest = authority(&req.head).map(str::to_owned);
+        let Prepared {
+            head,
+            method,
+            path,
+            dest,
+            endpoint,
+            parts,
+            model,
+            readable,
+        } = p;
         let exe = ctx.and_then(|c| c.exe.clone());
         let request = Request {
             provider: Some(&endpoint.provider),
@@ -343,15 +395,7 @@ impl Detection {
         };
         let findings = self.detector.inspect(&request, Some(&mut tracking));
         self.stats.findings += findings.len() as u64;
-        self.take_stock(
-            &findings,
-            ctx,
-            &exe,
-            comm,
-            &req.head,
-            dest.as_deref(),
-            time_ns,
-        );
+        self.take_stock(&findings, ctx, &exe, comm, head, dest.as_deref(), time_ns);
         let request_out = RequestOut {
             method: method.clone(),
             authority: dest.clone(),
@@ -360,6 +404,7 @@ impl Detection {
             api: Some(endpoint.api),
             model,
         };
+        let evaluated = Evaluated::new(request_out.clone(), head, &findings, readable);
         let mut out = Vec::new();
         let mut closed = Vec::new();
         for f in findings {
@@ -394,7 +439,7 @@ impl Detection {
                 .or_default() += 1;
         }
         self.update_stats();
-        out
+        (out, Some(evaluated))
     }
 
     /// Aggregate alerts of the windows that ended (all of them at shutdown).
@@ -561,6 +606,77 @@ fn alert_out(f: &Finding, comm: &str, dest: Option<&str>) -> AlertOut {
         total_hits: f.total_hits,
         occurrences: 1,
         window: None,
+    }
+}
+
+/// A request to a known LLM API, taken apart for detection.
+struct Prepared<'x> {
+    head: &'x telltale::decode::Head,
+    method: &'x String,
+    path: &'x str,
+    dest: Option<String>,
+    endpoint: llm::Endpoint,
+    parts: Vec<TextPart>,
+    model: Option<String>,
+    readable: bool,
+}
+
+impl Prepared<'_> {
+    fn summary(&self) -> RequestOut {
+        RequestOut {
+            method: self.method.clone(),
+            authority: self.dest.clone(),
+            path: self.path.to_owned(),
+            provider: Some(self.endpoint.provider.clone()),
+            api: Some(self.endpoint.api),
+            model: self.model.clone(),
+        }
+    }
+}
+
+/// A request to a known LLM API and what it set off, for enforcement.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// The request.
+    pub summary: RequestOut,
+    /// The client's product name from its User-Agent, as the inventory has it.
+    pub client: Option<String>,
+    /// Ids of the rules that matched, distinct, in order.
+    pub rules: Vec<String>,
+    /// Names of the host facts found (never their values).
+    pub facts: Vec<String>,
+    /// Whether the body could be read as the API's JSON.
+    pub readable: bool,
+}
+
+impl Evaluated {
+    fn new(
+        summary: RequestOut,
+        head: &telltale::decode::Head,
+        findings: &[Finding],
+        readable: bool,
+    ) -> Self {
+        let mut seen = BTreeSet::new();
+        let rules = findings
+            .iter()
+            .filter(|f| seen.insert(f.rule.id.clone()))
+            .map(|f| f.rule.id.clone())
+            .collect();
+        let facts: BTreeSet<String> = findings
+            .iter()
+            .flat_map(|f| f.facts.iter().map(|x| x.name.clone()))
+            .collect();
+        let client = head.values("user-agent").next().and_then(|ua| {
+            telltale::inventory::product_from_user_agent(&String::from_utf8_lossy(ua))
+                .map(|(p, _)| p)
+        });
+        Self {
+            summary,
+            client,
+            rules,
+            facts: facts.into_iter().collect(),
+            readable,
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod clock;
 mod config;
 mod conn;
 mod detection;
+mod enforce;
 mod event;
 mod host;
 mod metrics;
@@ -52,6 +53,13 @@ enum Command {
     /// By default only alerts (and sensor.status events) are printed. `--emit data`
     /// adds a tls.data event, with the plaintext, for every captured TLS message.
     Run(RunArgs),
+    /// Internal: the guard `run` starts when a policy holds processes; it
+    /// continues them if the sensor dies or stalls.
+    #[command(hide = true)]
+    HoldGuard {
+        /// Milliseconds without a heartbeat after which held processes are continued.
+        stall_ms: u64,
+    },
     /// List the TLS libraries and executables `run` would attach to, and why.
     Targets {
         /// Print JSON instead of a table.
@@ -176,10 +184,17 @@ struct RunArgs {
     /// Extra library or executable to attach to (repeatable).
     #[arg(long = "target", value_name = "PATH")]
     targets: Vec<PathBuf>,
+    /// Enforcement decides and reports what it would block or kill
+    /// (`would_block`, `would_kill` events) but holds and stops nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::HoldGuard { stall_ms } = cli.command {
+        return enforce::guard::main(stall_ms);
+    }
     init_logging(&cli.log_level);
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,6 +318,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::HoldGuard { .. } => Ok(()),
         Command::Run(args) => {
             args.apply(&mut cfg)?;
             // SIGHUP reads the file again and applies the same flags over it.
@@ -337,6 +353,9 @@ impl RunArgs {
         cfg.capture
             .extra_targets
             .extend(self.targets.iter().cloned());
+        if self.dry_run {
+            cfg.enforce.dry_run = true;
+        }
         cfg.validate("command line")?;
         Ok(())
     }

@@ -15,17 +15,18 @@ use tokio::{
 
 use crate::{
     capture::{
-        AttachedTarget, Capture, Connect, Coverage, Discovery, DiscoveryConfig, LoadOptions,
+        AttachedTarget, Capture, Connect, Coverage, Discovery, DiscoveryConfig, Hold, LoadOptions,
         NetProcess, Record, network_processes,
     },
     clock::Clock,
     config::{Config, Emit},
     conn::{ConnKey, Limits, Reassembler, SocketView, TlsMessage, proc_socket_resolver},
     detection::{Alert, Detection},
+    enforce::{Enforcer, HoldEnv, Outcome},
     event::{
         self, AlertEvent, Binary, ConnOut, CoverageEvent, CoverageTls, DecodeErrorEvent, DecodeOut,
-        Destination, HttpEvent, HttpOut, HttpPolicy, InventoryEvent, LibraryRef, PipelineStats,
-        ProcessOut, Status, TargetStats, TlsData,
+        Destination, EnforcementEvent, HttpEvent, HttpOut, HttpPolicy, InventoryEvent, LibraryRef,
+        PipelineStats, ProcessOut, Status, TargetStats, TlsData,
     },
     host::HostIdentity,
     process::ProcessCache,
@@ -201,6 +202,8 @@ struct Ctx {
     /// Detection and alerting.
     detection: Detection,
     emit_alerts: bool,
+    /// Enforcement policies.
+    enforcer: Enforcer,
 }
 
 /// A connection's description for decode events, from its latest message.
@@ -295,11 +298,23 @@ impl Ctx {
                     .map_or_else(Clock::unix_now, |m| self.clock.to_unix_ns(m.end_ns));
                 let context = self.processes.get(key.pid);
                 let comm = context.as_ref().map_or("", |c| c.comm.as_str()).to_owned();
-                let alerts =
+                let (alerts, evaluated) =
                     self.detection
                         .inspect(x, &self.catalog, context.as_deref(), *key, &comm, now);
                 for a in alerts {
                     self.alert(a);
+                }
+                if let Some(e) = evaluated {
+                    let sni = self.conns.get(key).and_then(|m| m.server_name.clone());
+                    if let Some(o) = self.enforcer.on_request(
+                        key.pid,
+                        key.conn,
+                        context.as_deref(),
+                        sni.as_deref(),
+                        &e,
+                    ) {
+                        self.enforcement(o, *key, None, now);
+                    }
                 }
                 for change in self.detection.take_inventory_changes() {
                     if self.emit_alerts {
@@ -316,6 +331,33 @@ impl Ctx {
             | Output::Exchange(_)
             | Output::Error(_) => {}
         }
+    }
+
+    /// An enforcement event (sent whatever `output.emit` says: what was done
+    /// to a process must be on the record).
+    /// `seen` describes a connection the decoder has not followed yet.
+    fn enforcement(
+        &mut self,
+        o: Outcome,
+        key: ConnKey,
+        seen: Option<(&LibraryRef, Option<&str>)>,
+        time_ns: i128,
+    ) {
+        let tls = match (self.conns.contains_key(&key), seen) {
+            (false, Some((library, server_name))) => ConnOut::new(
+                key.to_string(),
+                Some(library),
+                server_name,
+                &SocketView::Unknown(Arc::from("not seen yet: held at its first write")),
+            ),
+            _ => self.conn_out(&key),
+        };
+        let body = EnforcementEvent {
+            process: self.process(o.pid),
+            tls,
+            enforcement: o.out,
+        };
+        self.line("enforcement", time_ns, body);
     }
 
     fn alert(&mut self, a: Alert) {
@@ -410,6 +452,49 @@ impl Pipeline {
         st.decode_detect_ns_total = st.decode_detect_ns_total.saturating_add(work);
         st.decode_detect_ns_max = st.decode_detect_ns_max.max(work);
         self.flush_lines().await;
+    }
+
+    /// Decides on the batch's held writes, then continues their processes.
+    fn holds(&mut self, capture: &mut Capture, reasm: &Reassembler, lifecycle: &[Lifecycle]) {
+        // A held process may have exec'd (and changed user) in this batch: what
+        // the cache knows of it is stale.
+        for l in lifecycle {
+            if let Lifecycle::Exec(pid, _) = l {
+                self.ctx.processes.exec(*pid);
+            }
+        }
+        for l in lifecycle {
+            let Lifecycle::Hold(h) = l else { continue };
+            let ctx = &mut self.ctx;
+            let mut process = ctx.processes.get(h.pid);
+            if process.as_ref().is_some_and(|c| c.uid != Some(h.uid)) {
+                // It changed user since it was read.
+                ctx.processes.exec(h.pid);
+                process = ctx.processes.get(h.pid);
+            }
+            let server_name = reasm.server_name(h.pid, h.conn);
+            let outcomes = ctx.enforcer.on_hold(
+                h,
+                HoldEnv {
+                    process: process.as_deref(),
+                    server_name: server_name.as_deref(),
+                    detection: &mut ctx.detection,
+                    catalog: &ctx.catalog,
+                    holds: capture.holds(),
+                },
+            );
+            let key = reasm.key(h.pid, h.conn).unwrap_or(ConnKey {
+                pid: h.pid,
+                conn: h.conn,
+                id: 0,
+            });
+            let library = LibraryRef::from_function(h.function);
+            for o in outcomes {
+                let t = ctx.clock.to_unix_ns(h.ts_ns);
+                ctx.enforcement(o, key, Some((&library, server_name.as_deref())), t);
+            }
+        }
+        self.ctx.enforcer.flush_resumes();
     }
 
     /// A connection ended: its open exchanges go out.
@@ -525,6 +610,7 @@ impl Pipeline {
             processes: self.ctx.processes.stats(),
             decode: self.decoder.stats(),
             detect: self.ctx.detection.stats.clone(),
+            enforce: self.ctx.enforcer.stats.clone(),
             sinks: current(&self.sinks).stats(),
         }
     }
@@ -613,24 +699,40 @@ fn handle(
     record: Record<'_>,
     stats: &mut PipelineStats,
     reasm: &mut Reassembler,
+    enforcer: &mut Enforcer,
     msgs: &mut Vec<TlsMessage>,
     lifecycle: &mut Vec<Lifecycle>,
 ) {
     match record {
         Record::Chunk(chunk) => {
             stats.bytes += chunk.data.len() as u64;
+            if chunk.direction == sensor_common::Direction::Egress {
+                enforcer.wrote(
+                    chunk.pid,
+                    chunk.conn,
+                    chunk.data,
+                    chunk.offset,
+                    chunk.total_len,
+                );
+            }
             reasm.push(&chunk, |m| msgs.push(m));
         }
         Record::Close(c) => {
+            enforcer.forget_conn(c.pid, c.conn);
             if let Some(key) = reasm.close(c.pid, c.conn, |m| msgs.push(m)) {
                 lifecycle.push(Lifecycle::Closed(key));
             }
         }
         Record::ServerName(n) => reasm.set_server_name(n.pid, n.conn, &n.name),
-        Record::FdBind(b) => reasm.bind_fd(&b, |m| msgs.push(m)),
+        Record::FdBind(b) => {
+            enforcer.bind(b.pid, b.conn, b.fd);
+            reasm.bind_fd(&b, |m| msgs.push(m));
+        }
+        Record::Hold(h) => lifecycle.push(Lifecycle::Hold(h)),
         Record::Exec(e) => lifecycle.push(Lifecycle::Exec(e.pid, e.path)),
         Record::Connect(c) => lifecycle.push(Lifecycle::Connect(c)),
         Record::Exit(pid) => {
+            enforcer.forget_pid(pid);
             for key in reasm.forget_pid(pid, |m| msgs.push(m)) {
                 lifecycle.push(Lifecycle::Closed(key));
             }
@@ -648,6 +750,8 @@ enum Lifecycle {
     Exec(u32, Option<std::path::PathBuf>),
     Exit(u32),
     Connect(Connect),
+    /// A held write: decided before anything else of the batch.
+    Hold(Hold),
 }
 
 /// The next connection to the metrics listener, or never without one.
@@ -687,6 +791,11 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             .context("starting the event dispatcher")?;
     let catalog = load_catalog(&cfg)?;
     let detection = Detection::start(&cfg.detect, &cfg.state.dir).context("starting detection")?;
+    let enforcer = Enforcer::new(&cfg.enforce, &cfg.capture.tls_ports, cfg.decode.limits())
+        .context("loading enforcement policies")?;
+    for name in enforcer.unselective_policies() {
+        tracing::warn!(policy = %name, "an enforcement policy without selectors holds the TLS writes of every process");
+    }
     let host = HostIdentity::current();
     let host_name: Arc<str> = Arc::from(host.hostname.as_str());
     let mut p = Pipeline {
@@ -715,6 +824,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             lines: Vec::new(),
             detection,
             emit_alerts: cfg.output.emit.contains(&Emit::Alerts),
+            enforcer,
         },
     };
     let opts = LoadOptions {
@@ -726,8 +836,39 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             .min(u64::from(cfg.capture.ring_buffer_bytes) / 2),
         emulated_sites: cfg.capture.emulated_sites,
         tls_ports: cfg.capture.tls_ports.clone(),
+        hold: p.ctx.enforcer.holds_writes(),
     };
-    let mut capture = Capture::start(discovery_config(&cfg), opts).context("starting capture")?;
+    // Every running process is judged before a probe can hold it.
+    let mut judge_running = |map: &mut crate::capture::HoldMap| {
+        let pids: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        let mut selected = 0usize;
+        for pid in pids {
+            let ctx = p.ctx.processes.get(pid);
+            let held = p.ctx.enforcer.judge(pid, ctx.as_deref(), None);
+            map.judge(pid, held);
+            selected += usize::from(held);
+        }
+        tracing::info!(selected, "enforcement: running processes judged");
+    };
+    let mut capture = Capture::start(discovery_config(&cfg), opts, &mut judge_running)
+        .context("starting capture")?;
+    if let Some(map) = capture.holds() {
+        // No process is held without the guard that continues it if the
+        // sensor dies.
+        let guard = p
+            .ctx
+            .enforcer
+            .start_guard(map.fd())
+            .context("starting the hold guard")?;
+        map.judge(guard, false);
+        map.judge(std::process::id(), false);
+        tracing::info!(guard, "enforcement holds writes of selected processes");
+    }
     let mut reasm = Reassembler::new(
         Limits {
             max_pending: cfg.reassembly.max_pending_messages,
@@ -790,15 +931,15 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
 
     loop {
         tokio::select! {
-            r = capture.read(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle)) => {
+            r = capture.read(|record| handle(record, &mut p.stats, &mut reasm, &mut p.ctx.enforcer, &mut msgs, &mut lifecycle)) => {
                 more = !r.context("reading the ring buffer")?;
             }
             // The ring held more than one batch: take the next one now.
             _ = std::future::ready(()), if more => {
-                more = !capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle));
+                more = !capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut p.ctx.enforcer, &mut msgs, &mut lifecycle));
             }
             _ = poll.tick() => {
-                more = !capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle));
+                more = !capture.drain(|record| handle(record, &mut p.stats, &mut reasm, &mut p.ctx.enforcer, &mut msgs, &mut lifecycle));
                 reasm.release_overdue(Clock::mono_now(), |m| msgs.push(m));
             }
             _ = rescan.tick() => {
@@ -831,7 +972,10 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 }
             }
         }
-        // New programs first: a short-lived process may be gone by the time the
+        // Held writes first: their processes are stopped until decided.
+        p.holds(&mut capture, &reasm, &lifecycle);
+        p.ctx.enforcer.heartbeat();
+        // New programs next: a short-lived process may be gone by the time the
         // batch's messages are decoded and inspected, so read its context now.
         for l in &lifecycle {
             if let Lifecycle::Exec(pid, path) = l {
@@ -841,7 +985,10 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 // inspected and attached (by path when it is already gone), so
                 // that its later calls, and its next runs, are captured.
                 p.ctx.processes.exec(pid);
-                let _ = p.ctx.processes.get(pid);
+                let context = p.ctx.processes.get(pid);
+                if let Some(map) = capture.holds() {
+                    map.judge(pid, p.ctx.enforcer.judge(pid, context.as_deref(), None));
+                }
                 capture.exec(pid, path.as_deref());
                 p.coverage.exec(pid, path.as_deref());
             }
@@ -852,7 +999,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         // Ends after the messages they follow.
         for l in lifecycle.drain(..) {
             match l {
-                Lifecycle::Exec(..) => {}
+                Lifecycle::Exec(..) | Lifecycle::Hold(_) => {}
                 Lifecycle::Connect(c) => p.connect(c),
                 Lifecycle::Closed(key) => p.conn_ended(key).await,
                 Lifecycle::Exit(pid) => p.ctx.processes.exit(pid),
@@ -864,8 +1011,17 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     // delivered, so that a clean stop loses nothing.
     capture.detach();
     loop {
-        let emptied = capture
-            .drain(|record| handle(record, &mut p.stats, &mut reasm, &mut msgs, &mut lifecycle));
+        let emptied = capture.drain(|record| {
+            handle(
+                record,
+                &mut p.stats,
+                &mut reasm,
+                &mut p.ctx.enforcer,
+                &mut msgs,
+                &mut lifecycle,
+            )
+        });
+        p.holds(&mut capture, &reasm, &lifecycle);
         for m in msgs.drain(..) {
             p.message(&capture, m).await;
         }
@@ -873,7 +1029,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             match l {
                 Lifecycle::Closed(key) => p.conn_ended(key).await,
                 Lifecycle::Connect(c) => p.connect(c),
-                Lifecycle::Exec(..) | Lifecycle::Exit(_) => {}
+                Lifecycle::Exec(..) | Lifecycle::Exit(_) | Lifecycle::Hold(_) => {}
             }
         }
         if emptied {
@@ -889,6 +1045,8 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
     p.ctx.close_alert_windows(true);
     p.flush_lines().await;
     p.judge_connects(&capture, true).await;
+    p.ctx.enforcer.flush_resumes();
+    p.ctx.enforcer.stop_guard();
     p.ctx.detection.save();
     p.status("stopped", &capture, &reasm).await;
     let k = capture.counters();

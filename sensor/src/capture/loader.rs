@@ -114,6 +114,9 @@ pub struct LoadOptions {
     pub emulated_sites: bool,
     /// Destination ports whose connects are reported for coverage.
     pub tls_ports: Vec<u16>,
+    /// Hold TLS writes of processes not judged exempt (a blocking policy is
+    /// configured and not in dry-run).
+    pub hold: bool,
 }
 
 /// How one function of one target was hooked.
@@ -158,7 +161,9 @@ impl Probes {
         let cookies = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 15, 0));
         let flag: u8 = cookies.into();
         let offsets = sock_offsets();
+        let hold: u8 = opts.hold.into();
         let mut ebpf = EbpfLoader::new()
+            .override_global("TELLTALE_HOLD", &hold, true)
             .map_max_entries("EVENTS", opts.ring_bytes)
             .override_global("TELLTALE_SOCK_OFFSETS", &offsets, true)
             .override_global("TELLTALE_USE_COOKIE", &flag, true)
@@ -191,6 +196,32 @@ impl Probes {
             // arguments are.
             emulated_sites: opts.emulated_sites && cookies,
         })
+    }
+
+    /// The maps of judged processes and of connections not held (see
+    /// [`crate::capture::HoldMap`]).
+    #[allow(clippy::type_complexity)]
+    pub fn take_hold_maps(
+        &mut self,
+    ) -> Result<
+        (
+            aya::maps::HashMap<MapData, u32, u8>,
+            aya::maps::HashMap<MapData, sensor_common::SockKey, u8>,
+        ),
+        CaptureError,
+    > {
+        let ebpf = self.ebpf.as_mut().ok_or(CaptureError::MissingMap("HOLD"))?;
+        let hold = ebpf
+            .take_map("HOLD")
+            .ok_or(CaptureError::MissingMap("HOLD"))?;
+        let skip = ebpf
+            .take_map("HOLD_SKIP")
+            .ok_or(CaptureError::MissingMap("HOLD_SKIP"))?;
+        let err = |e: aya::maps::MapError| CaptureError::Load(e.to_string());
+        Ok((
+            aya::maps::HashMap::try_from(hold).map_err(err)?,
+            aya::maps::HashMap::try_from(skip).map_err(err)?,
+        ))
     }
 
     /// Whether chunks carry the target id (kernel ≥ 5.15).
@@ -302,6 +333,7 @@ fn plan_points(
                 conn: entry.conn,
                 buf: entry.buf,
                 len_out: entry.len_out,
+                num: entry.num,
             };
             let ret_cookie = ReturnCookie {
                 target: id,

@@ -21,7 +21,7 @@ use tokio::io::unix::AsyncFd;
 pub use coverage::{Coverage, NetProcess, StackUse, network_processes};
 pub use elf::Library;
 pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
-pub use record::{Chunk, Connect, FdBind, Record, comm_str};
+pub use record::{Chunk, Connect, FdBind, Hold, Record, comm_str};
 pub use sensor_common::FdSource;
 pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};
 
@@ -105,13 +105,68 @@ pub struct Capture {
     discovery_cfg: DiscoveryConfig,
     targets: Vec<AttachedTarget>,
     record_errors: u64,
+    holds: Option<HoldMap>,
+}
+
+/// The kernel's record of which processes have their TLS writes held: user
+/// space judges each process once per program and writes the result here.
+pub struct HoldMap {
+    map: aya::maps::HashMap<MapData, u32, u8>,
+    skip: aya::maps::HashMap<MapData, sensor_common::SockKey, u8>,
+}
+
+impl HoldMap {
+    /// Records that process `pid` is (`true`) or is not under a blocking policy.
+    pub fn judge(&mut self, pid: u32, selected: bool) {
+        let v = if selected {
+            sensor_common::hold::SELECTED
+        } else {
+            sensor_common::hold::EXEMPT
+        };
+        if let Err(e) = self.map.insert(&pid, &v, 0) {
+            tracing::warn!(pid, error = %e, "cannot record a process's enforcement judgement");
+        }
+    }
+
+    /// Writes on connection `conn` of `pid` are not held any more (until the
+    /// connection object is freed).
+    pub fn skip_conn(&mut self, pid: u32, conn: u64) {
+        let key = sensor_common::SockKey { pid, _pad: 0, conn };
+        if let Err(e) = self.skip.insert(&key, &1, 0) {
+            tracing::debug!(pid, error = %e, "cannot exempt a connection from holds");
+        }
+    }
+
+    /// The map's descriptor (for the hold guard).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use aya::maps::IterableMap as _;
+        use std::os::fd::AsFd as _;
+        self.map.map().fd().as_fd()
+    }
 }
 
 impl Capture {
     /// Loads the kernel programs and attaches them to every target discovery
     /// finds. Must be called within a tokio runtime.
-    pub fn start(discovery_cfg: DiscoveryConfig, opts: LoadOptions) -> Result<Self, CaptureError> {
+    ///
+    /// With `opts.hold`, `judge` records every running process's judgement in
+    /// the kernel before any probe is attached, so that only the processes a
+    /// blocking policy selects (and new ones, until judged) are ever held.
+    pub fn start(
+        discovery_cfg: DiscoveryConfig,
+        opts: LoadOptions,
+        judge: &mut dyn FnMut(&mut HoldMap),
+    ) -> Result<Self, CaptureError> {
+        let hold = opts.hold;
         let mut probes = loader::Probes::load(opts)?;
+        let holds = if hold {
+            let (map, skip) = probes.take_hold_maps()?;
+            let mut map = HoldMap { map, skip };
+            judge(&mut map);
+            Some(map)
+        } else {
+            None
+        };
         if !probes.has_cookies() {
             tracing::warn!("kernel < 5.15: events cannot name the library they came from");
         }
@@ -126,12 +181,18 @@ impl Capture {
             discovery_cfg,
             targets: Vec::new(),
             record_errors: 0,
+            holds,
         };
         capture.rescan();
         for s in &capture.discovery.skipped {
             tracing::warn!(path = %s.path.display(), reason = %s.reason, "configured target skipped");
         }
         Ok(capture)
+    }
+
+    /// The map of judged processes, when writes are held.
+    pub fn holds(&mut self) -> Option<&mut HoldMap> {
+        self.holds.as_mut()
     }
 
     /// Looks for new targets (libraries mapped by processes started since the last

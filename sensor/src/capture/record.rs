@@ -22,6 +22,35 @@ pub enum Record<'a> {
     Exit(u32),
     /// A process connected to a TLS port (first time per destination).
     Connect(Connect),
+    /// A thread was stopped at a TLS write, waiting for a decision.
+    Hold(Hold),
+}
+
+/// A process stopped at the entry of a TLS write (see `sensor-ebpf`'s hold.rs):
+/// it stays stopped until user space continues it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id of the writer.
+    pub tid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// The write function.
+    pub function: TlsFunction,
+    /// The kernel's judgement of the process when it held it: `None` when not
+    /// judged yet.
+    pub selected: Option<bool>,
+    /// The connection's socket descriptor, when the kernel knows it.
+    pub fd: Option<i32>,
+    /// The connection object.
+    pub conn: u64,
+    /// User address of the plaintext in the process.
+    pub buf: u64,
+    /// Its length; `None` when the probe's site could not tell.
+    pub len: Option<u64>,
+    /// `CLOCK_MONOTONIC` ns when the process was stopped.
+    pub ts_ns: u64,
 }
 
 /// Process `pid` started the program at `path` (as passed to `execve`).
@@ -157,6 +186,7 @@ pub fn parse(buf: &[u8]) -> Result<Record<'_>, RecordError> {
         Some(RecordKind::Exec) => parse_exec(buf).map(Record::Exec),
         Some(RecordKind::Exit) => parse_process(buf).map(Record::Exit),
         Some(RecordKind::Connect) => parse_connect(buf).map(Record::Connect),
+        Some(RecordKind::Hold) => parse_hold(buf).map(Record::Hold),
         None => Err(RecordError::Kind(kind)),
     }
 }
@@ -194,6 +224,28 @@ fn parse_exec(buf: &[u8]) -> Result<Exec, RecordError> {
     let path =
         (end > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[..end])));
     Ok(Exec { pid: r.pid, path })
+}
+
+fn parse_hold(buf: &[u8]) -> Result<Hold, RecordError> {
+    let r: sensor_common::HoldRecord = read_record(buf)?;
+    let function = TlsFunction::from_u8(r.function)
+        .ok_or(RecordError::Malformed("hold of an unknown function"))?;
+    Ok(Hold {
+        pid: r.pid,
+        tid: r.tid,
+        uid: r.uid,
+        function,
+        selected: match r.state {
+            sensor_common::hold::EXEMPT => Some(false),
+            sensor_common::hold::SELECTED => Some(true),
+            _ => None,
+        },
+        fd: (r.fd >= 0).then_some(r.fd),
+        conn: r.conn,
+        buf: r.buf,
+        len: (r.len != sensor_common::hold::LEN_UNKNOWN).then_some(r.len),
+        ts_ns: r.ts_ns,
+    })
 }
 
 fn parse_connect(buf: &[u8]) -> Result<Connect, RecordError> {

@@ -128,6 +128,9 @@ pub struct EntrySite {
     pub buf: u8,
     /// Register holding the `size_t *` out-argument (`_ex` only).
     pub len_out: u8,
+    /// Register holding the byte count (the third argument), or
+    /// [`sensor_common::probe::NO_REG`]: a held write needs it.
+    pub num: u8,
 }
 
 /// A return site.
@@ -399,6 +402,11 @@ pub fn plan(function: TlsFunction, code: &[u8], vaddr: u64, sibling_callee: Opti
             conn: lowest(loc[0]),
             buf: lowest(loc[1]),
             len_out: lowest(loc[3]),
+            num: if loc[2] == 0 {
+                sensor_common::probe::NO_REG
+            } else {
+                lowest(loc[2])
+            },
         },
         ret: ReturnSite {
             offset: insns[r].ip() - vaddr,
@@ -442,6 +450,8 @@ mod tests {
             (entry.offset, entry.conn, entry.buf),
             (0x16, reg::RDI, reg::RSI)
         );
+        // `test %edx,%edx` reads the count; nothing before the site writes rdx.
+        assert_eq!(entry.num, reg::RDX);
         assert!(entry.insn.starts_with("js"), "{}", entry.insn);
         assert_eq!(
             (ret.offset, ret.result, ret.count_slot),

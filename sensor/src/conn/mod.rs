@@ -238,6 +238,20 @@ impl Reassembler {
             .expect("inserted above when missing")
     }
 
+    /// The key of the connection at (pid, address), when it is followed.
+    pub fn key(&self, pid: u32, conn: u64) -> Option<ConnKey> {
+        self.conns.get(&(pid, conn)).map(|c| ConnKey {
+            pid,
+            conn,
+            id: c.id,
+        })
+    }
+
+    /// The server name the client set for the connection at (pid, address).
+    pub fn server_name(&self, pid: u32, conn: u64) -> Option<Arc<str>> {
+        self.conns.get(&(pid, conn))?.server_name.clone()
+    }
+
     /// A client set the server name of the connection at (pid, address).
     pub fn set_server_name(&mut self, pid: u32, conn: u64, name: &str) {
         self.conn_state(pid, conn).server_name = Some(Arc::from(name));

@@ -64,7 +64,8 @@ pub fn render(format: Format, native: &Value) -> Option<Value> {
     }
 }
 
-/// The level of a native event: an alert's severity; `Low` for decode errors;
+/// The level of a native event: an alert's severity; what an enforcement
+/// policy did; `Low` for decode errors, coverage gaps and inventory changes;
 /// `Info` for everything else (and for alerts of unknown severity).
 pub fn level(native: &Value) -> Level {
     match event_type(native) {
@@ -75,8 +76,24 @@ pub fn level(native: &Value) -> Level {
             Some("critical") => Level::Critical,
             _ => Level::Info,
         },
+        // What a policy did to a process.
+        Some("enforcement") => match str_at(native, "/enforcement/action") {
+            Some("blocked" | "killed") => Level::High,
+            Some("would_block" | "would_kill" | "not_held" | "alerted") => Level::Medium,
+            _ if str_at(native, "/enforcement/reason").is_some_and(|r| r != "policy") => Level::Low,
+            _ => Level::Info,
+        },
+        Some(t) => level_of_type(t),
+        None => Level::Info,
+    }
+}
+
+/// The level of events of type `event_type` whose level does not depend on
+/// their content (all but alerts and enforcement events).
+pub fn level_of_type(event_type: &str) -> Level {
+    match event_type {
         // A process whose TLS the sensor cannot see: worth a look.
-        Some("decode.error" | "coverage" | "inventory") => Level::Low,
+        "decode.error" | "coverage" | "inventory" => Level::Low,
         _ => Level::Info,
     }
 }
@@ -917,6 +934,15 @@ fn ecs(e: &Value) -> Value {
         "sensor.status" => ("metric", vec!["host"], vec!["info"]),
         "coverage" => ("event", vec!["host", "network"], vec!["info"]),
         "inventory" => ("event", vec!["host", "network"], vec!["change"]),
+        "enforcement" => (
+            "event",
+            vec!["network", "intrusion_detection"],
+            match str_at(e, "/enforcement/action") {
+                Some("blocked" | "killed") => vec!["denied"],
+                Some("allowed") => vec!["allowed"],
+                _ => vec!["info"],
+            },
+        ),
         _ => ("event", vec!["network"], vec!["info"]),
     };
     let window = at(e, "/alert/window");

@@ -458,6 +458,8 @@ pub struct Status {
     pub decode: telltale::decode::DecodeStats,
     /// Detection counters.
     pub detect: crate::detection::DetectStats,
+    /// Enforcement counters.
+    pub enforce: crate::enforce::EnforceStats,
     /// Per sink: delivered, spooled, dropped, queue depth, health.
     pub sinks: Vec<telltale::deliver::worker::SinkStats>,
 }
@@ -488,25 +490,29 @@ impl ProcessOut {
     }
 }
 
-/// The delivery level of an event: alerts by their severity, decode errors low,
-/// the rest informational.
+/// The delivery level of an event (see [`telltale::deliver::format::level`]).
 pub fn level(event_type: &str, json: &[u8]) -> telltale::deliver::Level {
-    use telltale::deliver::Level;
     match event_type {
-        "decode.error" | "coverage" | "inventory" => Level::Low,
-        "alert" => {
-            #[derive(serde::Deserialize)]
-            struct A {
-                alert: S,
-            }
-            #[derive(serde::Deserialize)]
-            struct S {
-                severity: Level,
-            }
-            serde_json::from_slice::<A>(json).map_or(Level::Info, |a| a.alert.severity)
-        }
-        _ => Level::Info,
+        // Their level depends on their content: read it the way the sinks'
+        // formats do (rare events; the others need no parsing).
+        "alert" | "enforcement" => serde_json::from_slice::<serde_json::Value>(json)
+            .map_or(telltale::deliver::Level::Info, |v| {
+                telltale::deliver::format::level(&v)
+            }),
+        _ => telltale::deliver::format::level_of_type(event_type),
     }
+}
+
+/// Body of an `enforcement` event: what a policy did (or in dry-run would
+/// have done) with a request.
+#[derive(Debug, Serialize)]
+pub struct EnforcementEvent {
+    /// The process.
+    pub process: ProcessOut,
+    /// The connection.
+    pub tls: ConnOut,
+    /// The decision and what was done.
+    pub enforcement: crate::enforce::EnforcementOut,
 }
 
 /// Body of an `alert` event.

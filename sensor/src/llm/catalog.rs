@@ -156,6 +156,15 @@ impl Catalog {
         Catalog { providers }
     }
 
+    /// The provider (id) whose listed hosts include `host` (no port), if any:
+    /// what a connection's server name alone tells about its destination.
+    pub fn provider_of_host(&self, host: &str) -> Option<&str> {
+        self.providers
+            .iter()
+            .find(|p| !p.hosts.is_empty() && p.hosts.iter().any(|h| h.matches(host)))
+            .map(|p| p.id.as_str())
+    }
+
     /// The endpoint a request calls, if it is a known LLM API. `authority` is
     /// HTTP/2 `:authority` or the `Host` header (`host[:port]`); `target` is the
     /// request target as sent, query included (ignored), absolute form allowed.
