@@ -205,6 +205,23 @@ impl Sensor {
     }
 }
 
+impl Sensor {
+    /// Kills the sensor with SIGKILL (no clean stop) and returns the events it
+    /// printed before.
+    pub fn kill(mut self) -> Vec<Value> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let (lock, _) = &*self.shared;
+        let mut g = lock.lock().expect("lock");
+        std::mem::take(&mut g.events)
+    }
+}
+
 impl Drop for Sensor {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -40,6 +40,7 @@ fn definition(event_type: &str) -> Option<&'static str> {
         "tls.data" => "tls_data_event",
         "coverage" => "coverage_event",
         "inventory" => "inventory_event",
+        "enforcement" => "enforcement_event",
         _ => return None,
     })
 }
@@ -63,6 +64,7 @@ impl Checker {
             "tls.data",
             "coverage",
             "inventory",
+            "enforcement",
         ]
         .into_iter()
         .map(|t| {
@@ -232,7 +234,8 @@ fn status() -> Value {
         json!({
             "state": "stopped", "uptime_ms": 9742, "targets": {"attached": 2, "failed": 0},
             "kernel": zero(&["calls", "records", "bytes", "lost_records", "lost_bytes", "read_faults",
-                             "active_full", "truncated_calls", "truncated_bytes", "orphan_returns"]),
+                             "active_full", "truncated_calls", "truncated_bytes", "orphan_returns",
+                             "holds", "holds_missed"]),
             "reassembly": zero(&["messages", "incomplete", "evicted", "orphan_chunks", "orphan_bytes",
                                  "closed", "forgotten", "open_connections"]),
             "pipeline": {"events": 742, "bytes": 6294704, "record_errors": 0},
@@ -242,6 +245,9 @@ fn status() -> Value {
                              "gap_errors", "dropped_connections", "idle_closed", "held_bytes"]),
             "detect": zero(&["requests", "unreadable", "findings", "alerts", "suppressed", "rules", "facts",
                              "needles", "fact_changes"]),
+            "enforce": zero(&["holds", "exempted", "allowed", "blocked", "killed", "would_act", "alerted",
+                              "not_held", "fail_decisions", "action_errors", "conns_skipped", "held_us_total",
+                              "held_us_max"]),
             "sinks": [{"name": "stdout", "destination": "stdout", "delivered": 742, "failures": 0,
                        "spooled": 0, "dropped_spool_full": 0, "dropped_rejected": 0, "queued": 0,
                        "queued_bytes": 0, "spool_pending": 0, "spool_bytes": 0, "healthy": true}]
@@ -302,6 +308,24 @@ fn inventory() -> Value {
     )
 }
 
+fn enforcement() -> Value {
+    with(
+        envelope("enforcement"),
+        json!({
+            "process": process(),
+            "tls": {"connection": "7813:0x55d0c8a1e2f0:0", "library_kind": "openssl",
+                    "socket": {"status": "unknown", "reason": "not seen yet: held at its first write"}},
+            "enforcement": {
+                "action": "blocked", "mode": "block", "reason": "policy", "policy": "coding-agents",
+                "rules": ["TT-FP-005"], "facts": ["uname -r"],
+                "request": {"method": "POST", "authority": "api.anthropic.com", "path": "/v1/messages",
+                            "provider": "anthropic", "api": "anthropic_messages", "model": "claude-test"},
+                "held_us": 812, "bytes": 2291, "sockets_shut": 1, "dry_run": false
+            }
+        }),
+    )
+}
+
 fn examples() -> Vec<Value> {
     vec![
         alert(),
@@ -311,6 +335,7 @@ fn examples() -> Vec<Value> {
         tls_data(),
         coverage(),
         inventory(),
+        enforcement(),
     ]
 }
 
@@ -364,7 +389,8 @@ fn schema_is_valid_draft_2020_12() {
             "sensor.status",
             "tls.data",
             "coverage",
-            "inventory"
+            "inventory",
+            "enforcement"
         ])
     );
 }
@@ -432,6 +458,18 @@ fn broken_events_are_rejected_with_the_field_named() {
             "schema_version 2",
             edited(&http(), |h| insert(h, "/schema_version", json!(2))),
             "/schema_version",
+        ),
+        (
+            "an enforcement action that does not exist",
+            edited(&enforcement(), |e| {
+                insert(e, "/enforcement/action", json!("paused"))
+            }),
+            "/enforcement/action",
+        ),
+        (
+            "an enforcement event without its rules",
+            edited(&enforcement(), |e| remove(e, "/enforcement/rules")),
+            "/enforcement",
         ),
         // Missing required fields, in the envelope and in bodies.
         (

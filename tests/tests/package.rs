@@ -484,6 +484,7 @@ fn kubernetes_manifest_parses() {
         [
             "BPF",
             "DAC_READ_SEARCH",
+            "KILL",
             "PERFMON",
             "SYS_ADMIN",
             "SYS_PTRACE"
