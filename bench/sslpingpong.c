@@ -14,6 +14,11 @@
  *         <iterations> or <max_seconds>, whichever comes first. Prints
  *             mode=plain iterations=N seconds=S ns_per_iter=X
  *
+ *     sslpingpong http  <iterations> <max_seconds>
+ *         As plain, but the client writes a 64-byte HTTP/1.1 request and the
+ *         server answers with a 64-byte HTTP/1.1 response: traffic whose every
+ *         request an enforcement policy judges (`./x bench hold`).
+ *
  *     sslpingpong rate <calls_per_sec> <seconds> <size>
  *         Paces client SSL_write calls of <size> bytes (14..16384), each starting
  *         with a unique marker "MARK%010u", for <seconds>; the server reads each
@@ -163,32 +168,44 @@ static void read_exact(SSL *ssl, char *buf, size_t cap, size_t want, int ex) {
     }
 }
 
-static void ping_pong(const struct pair *p, int ex) {
+/* 64-byte HTTP/1.1 request and response for the `http` mode. */
+static const char HTTP_PING[] = "GET /ping HTTP/1.1\r\nHost: bench\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+static const char HTTP_PONG[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: bbbbbbbbbbbbbbbbb\r\n\r\n";
+_Static_assert(sizeof HTTP_PING - 1 == PING_BYTES, "HTTP_PING is 64 bytes");
+_Static_assert(sizeof HTTP_PONG - 1 == PING_BYTES, "HTTP_PONG is 64 bytes");
+
+static void ping_pong(const struct pair *p, int ex, int http) {
     char ping[PING_BYTES], pong[PING_BYTES], in[MAX_RECORD];
-    memset(ping, 'p', sizeof ping);
-    memset(pong, 'q', sizeof pong);
+    if (http) {
+        memcpy(ping, HTTP_PING, PING_BYTES);
+        memcpy(pong, HTTP_PONG, PING_BYTES);
+    } else {
+        memset(ping, 'p', sizeof ping);
+        memset(pong, 'q', sizeof pong);
+    }
     write_all(p->client, ping, sizeof ping, ex);
     read_exact(p->server, in, sizeof in, sizeof ping, ex);
     write_all(p->server, pong, sizeof pong, ex);
     read_exact(p->client, in, sizeof in, sizeof pong, ex);
 }
 
-static int run_pingpong(int ex, uint64_t iterations, uint64_t max_seconds) {
+static int run_pingpong(int ex, int http, uint64_t iterations, uint64_t max_seconds) {
     struct pair p = make_pair();
     uint64_t warm_end = now_ns() + 2000000000u;
-    for (int i = 0; i < WARMUP_ITERATIONS && now_ns() < warm_end; i++) ping_pong(&p, ex);
+    for (int i = 0; i < WARMUP_ITERATIONS && now_ns() < warm_end; i++) ping_pong(&p, ex, http);
 
     uint64_t start = now_ns();
     uint64_t limit = start + max_seconds * 1000000000u;
     uint64_t done = 0, end = start;
     while (done < iterations) {
-        ping_pong(&p, ex);
+        ping_pong(&p, ex, http);
         done++;
         if ((done & 63) == 0 && (end = now_ns()) >= limit) break;
     }
     end = now_ns();
     double secs = (double)(end - start) / 1e9;
-    printf("mode=%s iterations=%llu seconds=%.3f ns_per_iter=%.1f\n", ex ? "ex" : "plain",
+    printf("mode=%s iterations=%llu seconds=%.3f ns_per_iter=%.1f\n",
+           http ? "http" : (ex ? "ex" : "plain"),
            (unsigned long long)done, secs, (double)(end - start) / (double)done);
     return 0;
 }
@@ -243,17 +260,18 @@ static int run_rate(uint64_t rate, uint64_t seconds, uint64_t size) {
 
 static int usage(void) {
     fprintf(stderr,
-            "usage: sslpingpong plain|ex <iterations> <max_seconds>\n"
+            "usage: sslpingpong plain|ex|http <iterations> <max_seconds>\n"
             "       sslpingpong rate <calls_per_sec> <seconds> <size>\n");
     return 2;
 }
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (argc == 4 && (strcmp(argv[1], "plain") == 0 || strcmp(argv[1], "ex") == 0)) {
+    if (argc == 4 && (strcmp(argv[1], "plain") == 0 || strcmp(argv[1], "ex") == 0 ||
+                      strcmp(argv[1], "http") == 0)) {
         uint64_t n = parse_arg(argv[2], "iterations", UINT64_C(1) << 40);
         uint64_t secs = parse_arg(argv[3], "max_seconds", 3600);
-        return run_pingpong(strcmp(argv[1], "ex") == 0, n, secs);
+        return run_pingpong(strcmp(argv[1], "ex") == 0, strcmp(argv[1], "http") == 0, n, secs);
     }
     if (argc == 5 && strcmp(argv[1], "rate") == 0) {
         uint64_t rate = parse_arg(argv[2], "calls_per_sec", 100000000);

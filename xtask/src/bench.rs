@@ -7,7 +7,11 @@
 //! 1 MiB). Alternating cancels drift; the report uses medians. Then a sweep of paced, marked
 //! SSL_write calls finds the highest rate the sensor captures without loss.
 //! Results go to bench/results/<date>-<host>.md and bench/results/latest.json.
+//!
+//! `bench hold` (see [`hold`]) measures what enforcement's hold of a TLS write
+//! costs; `bench decode` and `bench detect` are library benchmarks.
 
+mod hold;
 mod machine;
 mod proc;
 mod rate;
@@ -157,6 +161,7 @@ pub fn bench(repo: &Repo, quick: bool) -> Result<()> {
         naive_script: repo.root.join("bench").join("naive.bt"),
         logs: run_dir.clone(),
         cpu: pinning.map(|p| p.server),
+        held_exe: None,
     };
     let bed = Bed {
         pingpong,
@@ -353,8 +358,12 @@ fn note_foreign_load(seen: &mut Vec<String>) {
 }
 
 /// Entry point of `./x bench decode` and `./x bench detect`: a library
-/// benchmark (sensor/benches/NAME.rs) on one core, without root or BPF.
+/// benchmark (sensor/benches/NAME.rs) on one core, without root or BPF. Also
+/// of `./x bench hold`, which is not one (see [`hold`]).
 pub fn library(repo: &Repo, name: &str, quick: bool) -> Result<()> {
+    if name == "hold" {
+        return hold::hold(repo, quick);
+    }
     let mut run = repo.cargo([
         "bench",
         "-p",
@@ -369,13 +378,17 @@ pub fn library(repo: &Repo, name: &str, quick: bool) -> Result<()> {
     }
     let out = cmd::stdout(&mut run).with_context(|| format!("running the {name} benchmark"))?;
     println!("{}", out.trim_end());
+    write_latest(repo, name, quick, &out)
+}
+
+/// Writes `report` to bench/results/NAME-latest.txt under a line naming the
+/// command, the date, the commit and the machine.
+fn write_latest(repo: &Repo, name: &str, quick: bool, report: &str) -> Result<()> {
     let m = machine::Machine::probe(&repo.root);
     let (date, _) = machine::utc_now();
-    let file = repo
-        .root
-        .join("bench")
-        .join("results")
-        .join(format!("{name}-latest.txt"));
+    let dir = repo.root.join("bench").join("results");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join(format!("{name}-latest.txt"));
     let text = format!(
         "# ./x bench {name}{} — {date}, commit {}, {} ({} cores), kernel {}\n{}\n",
         if quick { " --quick" } else { "" },
@@ -383,7 +396,7 @@ pub fn library(repo: &Repo, name: &str, quick: bool) -> Result<()> {
         m.cpu_model,
         m.cores,
         m.kernel,
-        out.trim_end()
+        report.trim_end()
     );
     std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     println!("bench: wrote {}", file.display());

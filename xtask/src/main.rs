@@ -88,9 +88,19 @@ enum Task {
     /// labelled corpus, matcher throughput against a memmem scan, with 1×, 4×
     /// and 16× the facts), without root or BPF; they write
     /// bench/results/{decode,detect}-latest.txt.
+    ///
+    /// `./x bench hold` measures enforcement's hold of TLS writes: alternating
+    /// rounds of sslpingpong under off / on / exempt (a blocking policy that
+    /// selects no process) / held (one that selects sslpingpong, so every
+    /// SSL_write is held and judged), as µs per round trip; as root, writes
+    /// bench/results/hold-latest.txt; about 5 minutes (`--quick`: about 3).
     Bench {
-        /// `sensor` (default: the capture benchmark above), `decode` or `detect`.
-        #[arg(default_value = "sensor", value_parser = ["sensor", "decode", "detect"])]
+        /// `sensor` (default: the capture benchmark above), `decode`, `detect`
+        /// or `hold`.
+        #[arg(
+            default_value = "sensor",
+            value_parser = ["sensor", "decode", "detect", "hold"]
+        )]
         suite: String,
         /// Fewer and shorter rounds, for a smoke test.
         #[arg(long)]
@@ -103,7 +113,8 @@ enum Task {
     /// where cargo-fuzz is installed), then runs each for --seconds. Inputs that
     /// crash are kept in target/fuzz/artifacts/TARGET.
     Fuzz {
-        /// Targets to run (default: all): http1, http2, content, decoder, llm_request.
+        /// Targets to run (default: all): http1, http2, content, decoder,
+        /// llm_request, binary, request_frame.
         targets: Vec<String>,
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]

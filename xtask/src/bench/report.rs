@@ -39,7 +39,7 @@ pub fn write(dir: &Path, r: &Results, markdown: &str) -> Result<Vec<PathBuf>> {
 // Statistics
 
 /// The median of `values` (the mean of the middle two for an even count).
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub(super) fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     match n {

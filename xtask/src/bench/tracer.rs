@@ -1,9 +1,11 @@
-//! The three configurations compared: no tracer, the Telltale sensor with full
-//! capture, and a naive bpftrace capture; and a running session of one of them.
+//! The configurations compared: no tracer, the Telltale sensor with full
+//! capture, and a naive bpftrace capture (`bench`); the sensor with a blocking
+//! enforcement policy that selects no benchmark process or the benchmark
+//! program itself (`bench hold`); and a running session of one of them.
 
 use std::{
     fs::File,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::{Arc, atomic::AtomicU32},
     time::{Duration, Instant},
@@ -24,6 +26,8 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 /// The line naive.bt prints from BEGIN, which bpftrace runs once every probe is
 /// attached (it prints "Attaching N probes..." before attaching).
 const NAIVE_READY: &[u8] = b"naive.bt: tracing";
+/// The `exe` glob of `exempt`'s policy: no process runs from there.
+pub const EXEMPT_EXE: &str = "/nonexistent/*";
 
 /// One of the compared configurations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,11 +38,20 @@ pub enum Config {
     On,
     /// bpftrace with bench/naive.bt.
     Naive,
+    /// `on` with a configuration file holding one blocking policy whose `exe`
+    /// glob selects no process ([`EXEMPT_EXE`]): writes cost a map lookup.
+    Exempt,
+    /// `on` with a configuration file holding one blocking policy whose `exe`
+    /// is exactly [`Tracers::held_exe`]: every write of that program stops it
+    /// (SIGSTOP) until the sensor has read and judged the bytes (SIGCONT).
+    Held,
 }
 
 impl Config {
     /// In the order each round runs them.
     pub const ALL: [Config; 3] = [Config::Off, Config::On, Config::Naive];
+    /// Those of `bench hold`, in the order each round runs them.
+    pub const HOLD: [Config; 4] = [Config::Off, Config::On, Config::Exempt, Config::Held];
 
     /// Short name, used in the output and as a JSON value.
     pub fn name(self) -> &'static str {
@@ -46,7 +59,14 @@ impl Config {
             Config::Off => "off",
             Config::On => "on",
             Config::Naive => "naive",
+            Config::Exempt => "exempt",
+            Config::Held => "held",
         }
+    }
+
+    /// Whether this runs the sensor (which ends with a `stopped` status).
+    pub fn is_sensor(self) -> bool {
+        matches!(self, Config::On | Config::Exempt | Config::Held)
     }
 }
 
@@ -60,6 +80,9 @@ pub struct Tracers {
     pub logs: PathBuf,
     /// CPU for the tracer (and its output reader), when pinning.
     pub cpu: Option<usize>,
+    /// The program `held`'s policy selects (sslpingpong, canonical path);
+    /// None outside `bench hold`.
+    pub held_exe: Option<PathBuf>,
 }
 
 /// A tracer's CPU time and peak memory over one measured run.
@@ -89,6 +112,23 @@ pub struct SensorCounters {
     pub events: u64,
     pub lost_records: u64,
     pub lost_bytes: u64,
+    /// Its `enforce` section, when it has one.
+    pub enforce: Option<EnforceCounters>,
+}
+
+/// What enforcement held, from the `enforce` section of the `stopped` status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnforceCounters {
+    /// Writes held and judged for selected processes.
+    pub holds: u64,
+    /// Writes held once before their process was judged exempt.
+    pub exempted: u64,
+    /// Decisions left to the fail mode (timeouts, unreadable bytes).
+    pub fail_decisions: u64,
+    /// Sum of the hold durations (kernel stop to continuation), µs.
+    pub held_us_total: u64,
+    /// Longest hold, µs.
+    pub held_us_max: u64,
 }
 
 /// How a session ended.
@@ -120,7 +160,11 @@ impl Tracers {
         };
         let (mut cmd, ready): (Command, fn(&[u8]) -> bool) = match config {
             Config::Off => return Ok(session),
-            Config::On => (self.sensor_command(), is_sensor_started),
+            Config::On => (self.sensor_command(None), is_sensor_started),
+            Config::Exempt | Config::Held => {
+                let file = self.policy_file(config)?;
+                (self.sensor_command(Some(&file)), is_sensor_started)
+            }
             Config::Naive => (self.naive_command(), |l| l == NAIVE_READY),
         };
         let log = self.logs.join(format!("{}.stderr.log", config.name()));
@@ -153,10 +197,33 @@ impl Tracers {
         }
     }
 
-    fn sensor_command(&self) -> Command {
+    /// `telltale [--config FILE] run --emit data --status-interval 0`.
+    fn sensor_command(&self, config_file: Option<&Path>) -> Command {
         let mut cmd = proc::pinned(&self.sensor, self.cpu);
+        if let Some(file) = config_file {
+            cmd.arg("--config").arg(file);
+        }
         cmd.args(["run", "--emit", "data", "--status-interval", "0"]);
         cmd
+    }
+
+    /// Writes the configuration file of `exempt` or `held` (merged by the
+    /// sensor over its defaults) into the log directory; returns its path.
+    fn policy_file(&self, config: Config) -> Result<PathBuf> {
+        let exe = match config {
+            Config::Held => {
+                let exe = self
+                    .held_exe
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("held needs the program whose writes it holds"))?;
+                exact_glob(exe)?
+            }
+            _ => EXEMPT_EXE.to_owned(),
+        };
+        let file = self.logs.join(format!("{}.toml", config.name()));
+        std::fs::write(&file, policy_toml(config.name(), &exe))
+            .with_context(|| format!("writing {}", file.display()))?;
+        Ok(file)
     }
 
     fn naive_command(&self) -> Command {
@@ -165,6 +232,30 @@ impl Tracers {
         cmd.arg(&self.naive_script).env("BPFTRACE_STRLEN", "200");
         cmd
     }
+}
+
+/// An `exe` glob that matches `path` and nothing else: the path itself, which
+/// must not contain the glob characters `*` and `?`.
+fn exact_glob(path: &Path) -> Result<String> {
+    match path.to_str() {
+        Some(p) if !p.contains(['*', '?']) => Ok(p.to_owned()),
+        _ => bail!(
+            "{} cannot be matched exactly by an exe glob (not UTF-8, or has * or ?)",
+            path.display()
+        ),
+    }
+}
+
+/// A sensor configuration with one blocking policy, `bench-NAME`, selecting
+/// the processes whose executable path matches `exe_glob`.
+fn policy_toml(name: &str, exe_glob: &str) -> String {
+    // A JSON string is a valid TOML basic string.
+    let quote = |s: &str| Value::from(s).to_string();
+    format!(
+        "[enforce]\n[[enforce.policies]]\nname = {}\nexe = [{}]\nmode = \"block\"\n",
+        quote(&format!("bench-{name}")),
+        quote(exe_glob)
+    )
 }
 
 /// The sensor's first stdout line: `sensor.status` with `state: "started"`.
@@ -234,7 +325,7 @@ impl Session {
         drop(guard);
         match tap.finish() {
             Ok(summary) => {
-                if self.config == Config::On {
+                if self.config.is_sensor() {
                     match stopped_counters(&summary.last_line) {
                         Ok(c) => end.counters = Some(c),
                         Err(e) => end.problems.push(format!("sensor: {e:#}")),
@@ -291,11 +382,23 @@ fn stopped_counters(line: &str) -> Result<SensorCounters> {
             .as_u64()
             .ok_or_else(|| anyhow!("stopped status has no {section}.{key}"))
     };
+    let enforce = v["enforce"]
+        .is_object()
+        .then(|| -> Result<EnforceCounters> {
+            Ok(EnforceCounters {
+                holds: n("enforce", "holds")?,
+                exempted: n("enforce", "exempted")?,
+                fail_decisions: n("enforce", "fail_decisions")?,
+                held_us_total: n("enforce", "held_us_total")?,
+                held_us_max: n("enforce", "held_us_max")?,
+            })
+        });
     Ok(SensorCounters {
         calls: n("kernel", "calls")?,
         events: n("pipeline", "events")?,
         lost_records: n("kernel", "lost_records")?,
         lost_bytes: n("kernel", "lost_bytes")?,
+        enforce: enforce.transpose()?,
     })
 }
 
@@ -311,8 +414,26 @@ mod tests {
             (c.calls, c.events, c.lost_records, c.lost_bytes),
             (741, 742, 2, 300)
         );
+        assert!(c.enforce.is_none());
         assert!(stopped_counters(&line.replace("stopped", "running")).is_err());
         assert!(stopped_counters("Lost 3 events").is_err());
+        let enforced = line.replace(
+            r#""pipeline""#,
+            r#""enforce":{"holds":40,"exempted":1,"fail_decisions":0,"held_us_total":800,"held_us_max":90},"pipeline""#,
+        );
+        let e = stopped_counters(&enforced).unwrap().enforce.unwrap();
+        assert_eq!((e.holds, e.exempted, e.held_us_total), (40, 1, 800));
+    }
+
+    #[test]
+    fn the_policy_file_selects_exactly_the_program() {
+        let exe = exact_glob(Path::new("/work/target/bench/sslpingpong")).unwrap();
+        assert_eq!(
+            policy_toml("held", &exe),
+            "[enforce]\n[[enforce.policies]]\nname = \"bench-held\"\n\
+             exe = [\"/work/target/bench/sslpingpong\"]\nmode = \"block\"\n"
+        );
+        assert!(exact_glob(Path::new("/tmp/a*b")).is_err());
     }
 
     #[test]
@@ -324,6 +445,7 @@ mod tests {
             naive_script: "/nonexistent.bt".into(),
             logs: logs.clone(),
             cpu: None,
+            held_exe: None,
         };
         let err = tracers
             .start(Config::On, None)

@@ -27,6 +27,8 @@ pub enum Api {
     Plain,
     /// SSL_write_ex / SSL_read_ex.
     Ex,
+    /// SSL_write / SSL_read of a 64-byte HTTP/1.1 request and response.
+    Http,
 }
 
 /// A file nginx serves.
@@ -70,6 +72,7 @@ impl Workload {
         match self {
             Workload::PingPong(Api::Plain) => "pingpong_plain",
             Workload::PingPong(Api::Ex) => "pingpong_ex",
+            Workload::PingPong(Api::Http) => "pingpong_http",
             Workload::Https(Body::Tiny) => "nginx_10B",
             Workload::Https(Body::K16) => "nginx_16KiB",
             Workload::Https(Body::M1) => "nginx_1MiB",
@@ -138,6 +141,7 @@ impl Bed {
         let mode = match api {
             Api::Plain => "plain",
             Api::Ex => "ex",
+            Api::Http => "http",
         };
         let secs = self.pingpong_secs.to_string();
         let mut cmd = self.pinned(self.pingpong()?);
