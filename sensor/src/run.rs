@@ -838,8 +838,17 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
         tls_ports: cfg.capture.tls_ports.clone(),
         hold: p.ctx.enforcer.holds_writes(),
     };
-    // Every running process is judged before a probe can hold it.
-    let mut judge_running = |map: &mut crate::capture::HoldMap| {
+    // Before a probe can hold anything: the guard that continues held
+    // processes if the sensor dies (started first, so that its pipe is among
+    // the first descriptors the kernel closes when the sensor is killed), and
+    // every running process judged.
+    let mut judge_running = |map: &mut crate::capture::HoldMap| -> Result<(), String> {
+        let guard = p
+            .ctx
+            .enforcer
+            .start_guard(map.fd())
+            .map_err(|e| format!("starting the hold guard: {e}"))?;
+        map.judge(guard, false);
         let pids: Vec<u32> = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -853,22 +862,15 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             map.judge(pid, held);
             selected += usize::from(held);
         }
-        tracing::info!(selected, "enforcement: running processes judged");
+        tracing::info!(
+            guard,
+            selected,
+            "enforcement: running processes judged; writes of selected ones are held"
+        );
+        Ok(())
     };
     let mut capture = Capture::start(discovery_config(&cfg), opts, &mut judge_running)
         .context("starting capture")?;
-    if let Some(map) = capture.holds() {
-        // No process is held without the guard that continues it if the
-        // sensor dies.
-        let guard = p
-            .ctx
-            .enforcer
-            .start_guard(map.fd())
-            .context("starting the hold guard")?;
-        map.judge(guard, false);
-        map.judge(std::process::id(), false);
-        tracing::info!(guard, "enforcement holds writes of selected processes");
-    }
     let mut reasm = Reassembler::new(
         Limits {
             max_pending: cfg.reassembly.max_pending_messages,

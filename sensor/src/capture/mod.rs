@@ -151,18 +151,19 @@ impl Capture {
     ///
     /// With `opts.hold`, `judge` records every running process's judgement in
     /// the kernel before any probe is attached, so that only the processes a
-    /// blocking policy selects (and new ones, until judged) are ever held.
+    /// blocking policy selects (and new ones, until judged) are ever held; an
+    /// error from it stops the start before anything is attached.
     pub fn start(
         discovery_cfg: DiscoveryConfig,
         opts: LoadOptions,
-        judge: &mut dyn FnMut(&mut HoldMap),
+        judge: &mut dyn FnMut(&mut HoldMap) -> Result<(), String>,
     ) -> Result<Self, CaptureError> {
         let hold = opts.hold;
         let mut probes = loader::Probes::load(opts)?;
         let holds = if hold {
             let (map, skip) = probes.take_hold_maps()?;
             let mut map = HoldMap { map, skip };
-            judge(&mut map);
+            judge(&mut map).map_err(CaptureError::Load)?;
             Some(map)
         } else {
             None

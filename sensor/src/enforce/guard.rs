@@ -157,18 +157,26 @@ pub fn main(stall_ms: u64) -> std::process::ExitCode {
             }
         }
     }
-    // The sensor is going. Its probes stay attached until the kernel has
-    // closed all its descriptors, which takes a while with many probes: a
-    // process continued before that would be held again at its next write.
-    // Wait until the sensor has fully exited, then continue everything it
-    // may have held, and sweep a little longer for holds that were in flight.
-    if !detached {
-        wait_exited(sensor, Duration::from_secs(10));
-    }
+    // The sensor is going. Its probes can outlive it for seconds: the kernel
+    // releases many uprobe links in deferred work after the process is gone,
+    // and a process continued before that is held again at its next write,
+    // with nobody to decide. So sweep every 50 ms until the sensor has exited
+    // (or said its probes are detached) and no process needed continuing for
+    // a second and a half, for 30 s at most.
+    let start = Instant::now();
+    let mut last_held = Instant::now();
     let mut n = 0;
-    for _ in 0..5 {
-        n += continue_held(map);
-        std::thread::sleep(Duration::from_millis(100));
+    loop {
+        let k = continue_held(map);
+        if k > 0 {
+            n += k;
+            last_held = Instant::now();
+        }
+        let quiet = last_held.elapsed() > Duration::from_millis(1500);
+        if ((detached || exited(sensor)) && quiet) || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     if n > 0 {
         eprintln!("telltale hold-guard: the sensor is gone; continued {n} held process(es)");
@@ -176,20 +184,12 @@ pub fn main(stall_ms: u64) -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
-/// Waits (at most `limit`) until process `pid` — the guard's parent when it
-/// started — has exited: it is a zombie, gone, or no longer the parent.
-fn wait_exited(pid: u32, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        // SAFETY: no preconditions.
-        if unsafe { libc::getppid() } as u32 != pid {
-            return;
-        }
-        if !matches!(act::state(pid), Some(c) if c != 'Z' && c != 'X') {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Whether process `pid` — the guard's parent when it started — has exited:
+/// it is a zombie, gone, or no longer the parent.
+fn exited(pid: u32) -> bool {
+    // SAFETY: no preconditions.
+    (unsafe { libc::getppid() }) as u32 != pid
+        || !matches!(act::state(pid), Some(c) if c != 'Z' && c != 'X')
 }
 
 /// Continues every stopped process the map marks as selected or pending;
