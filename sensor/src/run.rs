@@ -791,8 +791,17 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             .context("starting the event dispatcher")?;
     let catalog = load_catalog(&cfg)?;
     let detection = Detection::start(&cfg.detect, &cfg.state.dir).context("starting detection")?;
-    let enforcer = Enforcer::new(&cfg.enforce, &cfg.capture.tls_ports, cfg.decode.limits())
+    let mut enforcer = Enforcer::new(&cfg.enforce, &cfg.capture.tls_ports, cfg.decode.limits())
         .context("loading enforcement policies")?;
+    if enforcer.holds_writes()
+        && let Some(why) = crate::capture::hold_unsupported()
+    {
+        tracing::warn!(
+            reason = %why,
+            "enforcement cannot hold writes here: policies decide and report as in --dry-run"
+        );
+        enforcer.force_dry_run();
+    }
     for name in enforcer.unselective_policies() {
         tracing::warn!(policy = %name, "an enforcement policy without selectors holds the TLS writes of every process");
     }

@@ -285,24 +285,57 @@ fn final_kernel_counters(events: &[Value]) -> &Value {
     &telltale_tests::final_status(events)["kernel"]
 }
 
+/// What every test here starts from: probes can load, the SDK virtualenv is
+/// there (else it skips, saying why), the other sensor tests are kept out, a
+/// directory the clients can read, the mock API and a configuration.
+struct Bed {
+    python: PathBuf,
+    mock: Mock,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+    _exclusive: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Bed {
+    fn start(test: &str, decision_timeout_ms: u64) -> Option<Self> {
+        if !can_load_probes(test) {
+            return None;
+        }
+        let python = python_with_sdks_or_skip(test)?;
+        let exclusive = exclusive();
+        let dir = workdir();
+        let mock = Mock::start(dir.path());
+        let config = config(dir.path(), mock.port, decision_timeout_ms);
+        Some(Self {
+            python,
+            mock,
+            config,
+            dir,
+            _exclusive: exclusive,
+        })
+    }
+
+    fn sensor(&self, args: &[&str]) -> Sensor {
+        Sensor::spawn(args, Some(&self.config))
+    }
+
+    fn python_client(&self) -> Command {
+        python_client(&self.python, self.dir.path(), self.mock.port)
+    }
+}
+
 #[test]
 fn blocked_requests_never_leave_and_clients_keep_working() {
-    if !can_load_probes("blocked_requests_never_leave_and_clients_keep_working") {
-        return;
-    }
-    let Some(python) =
-        python_with_sdks_or_skip("blocked_requests_never_leave_and_clients_keep_working")
-    else {
+    let Some(bed) = Bed::start(
+        "blocked_requests_never_leave_and_clients_keep_working",
+        5000,
+    ) else {
         return;
     };
-    let _x = exclusive();
-    let dir = workdir();
-    let mock = Mock::start(dir.path());
-    let cfg = config(dir.path(), mock.port, 5000);
-    let sensor = Sensor::spawn(&["--emit", "alerts"], Some(&cfg));
-
-    let (py, py_out) = run(&mut python_client(&python, dir.path(), mock.port));
-    let (node, node_out) = run(&mut node_client(dir.path(), mock.port));
+    let sensor = bed.sensor(&["--emit", "alerts"]);
+    let (py, py_out) = run(&mut bed.python_client());
+    let (node, node_out) = run(&mut node_client(bed.dir.path(), bed.mock.port));
+    let mock = &bed.mock;
     let (events, log) = sensor.stop();
 
     for (name, out, stderr) in [
@@ -377,21 +410,16 @@ fn blocked_requests_never_leave_and_clients_keep_working() {
 
 #[test]
 fn dry_run_reports_what_it_would_block_and_holds_nothing() {
-    if !can_load_probes("dry_run_reports_what_it_would_block_and_holds_nothing") {
-        return;
-    }
-    let Some(python) =
-        python_with_sdks_or_skip("dry_run_reports_what_it_would_block_and_holds_nothing")
-    else {
+    let Some(bed) = Bed::start(
+        "dry_run_reports_what_it_would_block_and_holds_nothing",
+        5000,
+    ) else {
         return;
     };
-    let _x = exclusive();
-    let dir = workdir();
-    let mock = Mock::start(dir.path());
-    let cfg = config(dir.path(), mock.port, 5000);
-    let sensor = Sensor::spawn(&["--emit", "alerts", "--dry-run"], Some(&cfg));
-    let (py, out) = run(&mut python_client(&python, dir.path(), mock.port));
+    let sensor = bed.sensor(&["--emit", "alerts", "--dry-run"]);
+    let (py, out) = run(&mut bed.python_client());
     let (events, _) = sensor.stop();
+    let mock = &bed.mock;
     assert_eq!(out, ["OK ok", "OK ok"], "{}", py.stderr);
     let raw = std::fs::read_to_string(&mock.log).unwrap_or_default();
     assert!(
@@ -433,21 +461,15 @@ fn guards_of(sensor_bin: &Path) -> Vec<u32> {
 
 #[test]
 fn a_sensor_killed_while_holding_leaves_no_stopped_process() {
-    if !can_load_probes("a_sensor_killed_while_holding_leaves_no_stopped_process") {
-        return;
-    }
-    let Some(python) =
-        python_with_sdks_or_skip("a_sensor_killed_while_holding_leaves_no_stopped_process")
-    else {
-        return;
-    };
-    let _x = exclusive();
-    let dir = workdir();
-    let mock = Mock::start(dir.path());
     // A long decision timeout: the guard's own stall limit must not be what
     // continues the client here.
-    let cfg = config(dir.path(), mock.port, 60_000);
-    let sensor = Sensor::spawn(&["--emit", "alerts"], Some(&cfg));
+    let Some(bed) = Bed::start(
+        "a_sensor_killed_while_holding_leaves_no_stopped_process",
+        60_000,
+    ) else {
+        return;
+    };
+    let sensor = bed.sensor(&["--emit", "alerts"]);
     assert_eq!(
         guards_of(&telltale_tests::sensor_bin()).len(),
         1,
@@ -456,7 +478,8 @@ fn a_sensor_killed_while_holding_leaves_no_stopped_process() {
     // The sensor stops deciding...
     // SAFETY: signalling the child process.
     unsafe { libc::kill(sensor.pid() as i32, libc::SIGSTOP) };
-    let mut client = python_client(&python, dir.path(), mock.port)
+    let mut client = bed
+        .python_client()
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

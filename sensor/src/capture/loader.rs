@@ -103,6 +103,19 @@ const IO_TRACEPOINTS: [&str; 9] = [
 /// Scheduler tracepoints for process lifecycle (see sensor-ebpf's lifecycle.rs).
 const SCHED_TRACEPOINTS: [&str; 2] = ["sched_process_exec", "sched_process_exit"];
 
+/// Why this kernel cannot hold writes for enforcement, if it cannot: the
+/// probes stop processes with `bpf_send_signal` (Linux 5.3) and blocks shut
+/// sockets down through `pidfd_getfd` (Linux 5.6).
+pub fn hold_unsupported() -> Option<String> {
+    match KernelVersion::current() {
+        Ok(v) if v >= KernelVersion::new(5, 6, 0) => None,
+        Ok(v) => Some(format!(
+            "Linux {v} lacks bpf_send_signal or pidfd_getfd (5.6 or later is needed)"
+        )),
+        Err(e) => Some(format!("the kernel version is unknown: {e}")),
+    }
+}
+
 /// Options of [`Probes::load`].
 #[derive(Debug, Clone)]
 pub struct LoadOptions {

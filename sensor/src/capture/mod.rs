@@ -20,7 +20,7 @@ use tokio::io::unix::AsyncFd;
 
 pub use coverage::{Coverage, NetProcess, StackUse, network_processes};
 pub use elf::Library;
-pub use loader::{FunctionAttachment, KernelCounters, LoadOptions};
+pub use loader::{FunctionAttachment, KernelCounters, LoadOptions, hold_unsupported};
 pub use record::{Chunk, Connect, FdBind, Hold, Record, comm_str};
 pub use sensor_common::FdSource;
 pub use targets::{Discovery, DiscoveryConfig, Skipped, Target};

@@ -303,6 +303,12 @@ impl Enforcer {
         })
     }
 
+    /// Decides and reports only, as in dry-run: this host cannot hold writes.
+    pub fn force_dry_run(&mut self) {
+        self.cfg.dry_run = true;
+        self.hold = false;
+    }
+
     /// Whether TLS writes are held (a policy can block or kill; not dry-run).
     pub fn holds_writes(&self) -> bool {
         self.hold

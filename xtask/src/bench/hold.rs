@@ -260,8 +260,8 @@ fn report(run: &Run) -> String {
         out,
         "hold: µs per sslpingpong round trip (client SSL_write of a {PING_BYTES}-byte \
          HTTP/1.1 request, server SSL_read, server SSL_write of a {PING_BYTES}-byte \
-         response, client SSL_read; TLS 1.3 over a BIO pair); median of {} rounds of {} s, configurations alternating, a fresh sensor \
-         per run; took {}m{:02}s",
+         response, client SSL_read; TLS 1.3 over a BIO pair); median of {} rounds of \
+         {} s, configurations alternating, a fresh sensor per run; took {}m{:02}s",
         p.rounds,
         p.pingpong_secs,
         run.elapsed.as_secs() / 60,
