@@ -906,3 +906,146 @@ fn subject(ctx: Option<&ProcessContext>, uid: Option<u32>) -> Subject<'_> {
         user: ctx.and_then(|c| c.user.as_deref()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enforcer(dry_run: bool, policies: &str) -> Enforcer {
+        #[derive(serde::Deserialize)]
+        struct W {
+            policies: Vec<policy::PolicyCfg>,
+        }
+        let w: W = toml::from_str(policies).expect("policies");
+        let cfg = EnforceCfg {
+            dry_run,
+            decision_timeout_ms: 1000,
+            fail: FailMode::Open,
+            max_request_bytes: 1 << 20,
+            policies: w.policies,
+        };
+        Enforcer::new(&cfg, &[443], telltale::decode::Limits::default()).expect("enforcer")
+    }
+
+    fn evaluated(authority: &str, rules: &[&str]) -> Evaluated {
+        Evaluated {
+            summary: RequestOut {
+                method: "POST".into(),
+                authority: Some(authority.into()),
+                path: "/v1/messages".into(),
+                provider: Some("anthropic".into()),
+                api: None,
+                model: None,
+            },
+            client: Some("Anthropic".into()),
+            rules: rules.iter().map(|r| (*r).to_owned()).collect(),
+            facts: vec!["uname -r".into()],
+            readable: true,
+        }
+    }
+
+    const BLOCK_FP: &str = r#"
+        [[policies]]
+        name = "p"
+        mode = "alert"
+        rules = { "TT-FP-*" = "block", "TT-ID-*" = "kill" }
+        allow_destinations = ["api.anthropic.com"]
+    "#;
+
+    #[test]
+    fn dry_run_reports_would_block_and_would_kill_and_holds_nothing() {
+        let mut e = enforcer(true, BLOCK_FP);
+        assert!(!e.holds_writes());
+        let o = e
+            .on_request(
+                7,
+                1,
+                None,
+                None,
+                &evaluated("api.anthropic.com", &["TT-FP-005"]),
+            )
+            .expect("a decision");
+        assert_eq!(o.out.action, Action::WouldBlock);
+        assert!(o.out.dry_run);
+        assert_eq!(o.out.rules, ["TT-FP-005"]);
+        assert_eq!(o.out.facts, ["uname -r"]);
+        let o = e
+            .on_request(
+                7,
+                1,
+                None,
+                None,
+                &evaluated("api.anthropic.com", &["TT-FP-005", "TT-ID-002"]),
+            )
+            .expect("a decision");
+        assert_eq!(
+            (o.out.action, o.out.rules.as_slice()),
+            (Action::WouldKill, &["TT-ID-002".to_owned()][..])
+        );
+        // Nothing matched, allowed destination: nothing to report.
+        assert!(
+            e.on_request(7, 1, None, None, &evaluated("api.anthropic.com", &[]))
+                .is_none()
+        );
+        assert_eq!(e.stats.would_act, 2);
+    }
+
+    #[test]
+    fn alert_mode_destinations_are_reported() {
+        let mut e = enforcer(false, BLOCK_FP);
+        assert!(e.holds_writes());
+        let o = e
+            .on_request(
+                7,
+                1,
+                None,
+                Some("api.openai.com"),
+                &evaluated("api.openai.com:443", &[]),
+            )
+            .expect("a decision");
+        assert_eq!(o.out.action, Action::Alerted);
+        assert_eq!(o.out.destination.as_deref(), Some("api.openai.com:443"));
+        // A block that was not held (Go, NSS, a missed hold) says so.
+        let o = e
+            .on_request(
+                7,
+                2,
+                None,
+                None,
+                &evaluated("api.anthropic.com", &["TT-FP-001"]),
+            )
+            .expect("a decision");
+        assert_eq!(o.out.action, Action::NotHeld);
+        assert_eq!(e.stats.not_held, 1);
+    }
+
+    #[test]
+    fn written_bytes_keep_only_the_unfinished_request() {
+        let mut e = enforcer(false, BLOCK_FP);
+        assert!(e.judge(42, None, Some(1000)));
+        let head = b"POST /v1/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
+        e.wrote(42, 9, head, 0, head.len() as u64);
+        assert_eq!(e.conns[&(42, 9)].unsent.len(), head.len());
+        // The body completes it; a second request's head starts.
+        let mut rest = b"body".to_vec();
+        rest.extend_from_slice(b"GET /x HTTP/1.1\r\n");
+        e.wrote(42, 9, &rest, 0, rest.len() as u64);
+        assert_eq!(e.conns[&(42, 9)].unsent, b"GET /x HTTP/1.1\r\n");
+        // A chunk that does not follow the last one: bytes were lost, the
+        // connection can no longer be framed.
+        e.wrote(42, 9, b"Host: a\r\n", 100, 200);
+        assert!(e.conns[&(42, 9)].unframed.is_some());
+        assert!(e.conns[&(42, 9)].unsent.is_empty());
+        // Processes not selected are not followed.
+        e.wrote(43, 9, head, 0, head.len() as u64);
+        assert!(!e.conns.contains_key(&(43, 9)));
+    }
+
+    #[test]
+    fn the_sensor_never_selects_itself() {
+        let mut e = enforcer(false, "[[policies]]\nname = \"all\"\nmode = \"block\"");
+        assert!(!e.judge(std::process::id(), None, None));
+        assert!(e.judge(std::process::id() + 1, None, None));
+        assert_eq!(e.unselective_policies(), ["all"]);
+    }
+}
