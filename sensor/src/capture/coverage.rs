@@ -548,18 +548,8 @@ pub fn network_processes(
 /// The inet sockets process `pid` holds, matched by inode against the socket
 /// tables of its network namespace. `None` when its descriptors are unreadable.
 fn net_summary(pid: u32) -> Option<NetSummary> {
-    let mut inodes = HashSet::new();
-    for fd in fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
-        if let Ok(link) = fs::read_link(fd.path())
-            && let Some(ino) = link
-                .to_str()
-                .and_then(|l| l.strip_prefix("socket:["))
-                .and_then(|l| l.strip_suffix(']'))
-                .and_then(|l| l.parse::<u64>().ok())
-        {
-            inodes.insert(ino);
-        }
-    }
+    use crate::conn::socket::{TCP_ESTABLISHED, socket_fds, table_rows};
+    let inodes: HashSet<u64> = socket_fds(pid).ok()?.into_iter().map(|(_, i)| i).collect();
     let mut sum = NetSummary::default();
     if inodes.is_empty() {
         return Some(sum);
@@ -574,23 +564,11 @@ fn net_summary(pid: u32) -> Option<NetSummary> {
         let Ok(text) = fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
             continue;
         };
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state), Some(ino)) = (f.get(2), f.get(3), f.get(9)) else {
-                continue;
-            };
-            if !ino.parse::<u64>().is_ok_and(|i| inodes.contains(&i)) {
-                continue;
-            }
+        for row in table_rows(&text).filter(|r| inodes.contains(&r.inode)) {
             if is_tcp {
                 sum.tcp += 1;
-                // 01: ESTABLISHED; the port is the hex after the colon.
-                if *state == "01"
-                    && let Some(port) = remote
-                        .rsplit_once(':')
-                        .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                {
-                    ports.insert(port);
+                if row.state == TCP_ESTABLISHED {
+                    ports.insert(row.remote.port());
                 }
             } else {
                 sum.udp += 1;

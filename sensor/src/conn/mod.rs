@@ -10,14 +10,14 @@
 //! `max_pending_bytes` buffered bytes; the oldest partial message is given up
 //! first, and every such loss is counted.
 
-mod socket;
+pub(crate) mod socket;
 
 use std::{collections::HashMap, sync::Arc};
 
 use sensor_common::{COMM_LEN, Direction, MAX_CAPTURE_PER_CALL, TlsFunction};
 use serde::Serialize;
 
-pub use socket::SocketInfo;
+pub use socket::{SocketInfo, established_tcp};
 
 use crate::capture::{Chunk, FdBind, FdSource};
 

@@ -49,11 +49,7 @@ pub fn resolve(pid: u32, fd: i32) -> Result<SocketInfo, String> {
     let link =
         std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map_err(|e| format!("fd {fd}: {e}"))?;
     let link = link.to_string_lossy();
-    let inode: u64 = link
-        .strip_prefix("socket:[")
-        .and_then(|s| s.strip_suffix(']'))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("fd {fd} is not a socket ({link})"))?;
+    let inode = socket_inode(&link).ok_or_else(|| format!("fd {fd} is not a socket ({link})"))?;
     for table in ["tcp", "tcp6"] {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
             continue;
@@ -67,15 +63,83 @@ pub fn resolve(pid: u32, fd: i32) -> Result<SocketInfo, String> {
     ))
 }
 
+/// The inode of a descriptor link `socket:[N]`.
+pub(crate) fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The socket descriptors of process `pid`, with their inodes.
+pub(crate) fn socket_fds(pid: u32) -> std::io::Result<Vec<(i32, u64)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let fd = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok());
+        if let (Some(fd), Ok(link)) = (fd, std::fs::read_link(entry.path()))
+            && let Some(inode) = link.to_str().and_then(socket_inode)
+        {
+            out.push((fd, inode));
+        }
+    }
+    Ok(out)
+}
+
+/// A row of a `/proc/PID/net/{tcp,tcp6,udp,udp6}` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableRow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The kernel's state number (TCP: 1 is ESTABLISHED).
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// TCP state ESTABLISHED in the tables.
+pub(crate) const TCP_ESTABLISHED: u8 = 1;
+
+/// The rows of a socket table (malformed rows are skipped).
+pub(crate) fn table_rows(table: &str) -> impl Iterator<Item = TableRow> + '_ {
+    table.lines().skip(1).filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        Some(TableRow {
+            local: parse_addr(f.get(1)?)?,
+            remote: parse_addr(f.get(2)?)?,
+            state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+            inode: f.get(9)?.parse().ok()?,
+        })
+    })
+}
+
 /// Finds the row of `inode` in a `/proc/net/tcp` or `tcp6` table.
 pub(crate) fn find_inode(table: &str, inode: u64) -> Option<(SocketAddr, SocketAddr)> {
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.get(9)?.parse::<u64>().ok()? != inode {
-            return None;
+    table_rows(table)
+        .find(|r| r.inode == inode)
+        .map(|r| (r.local, r.remote))
+}
+
+/// Process `pid`'s established TCP connections (in its network namespace):
+/// descriptor and remote address, by descriptor.
+pub fn established_tcp(pid: u32) -> std::io::Result<Vec<(i32, SocketAddr)>> {
+    let fds = socket_fds(pid)?;
+    let mut out = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for row in table_rows(&text).filter(|r| r.state == TCP_ESTABLISHED) {
+            out.extend(
+                fds.iter()
+                    .filter(|(_, inode)| *inode == row.inode)
+                    .map(|(fd, _)| (*fd, row.remote)),
+            );
         }
-        Some((parse_addr(f.get(1)?)?, parse_addr(f.get(2)?)?))
-    })
+    }
+    out.sort_unstable_by_key(|(fd, _)| *fd);
+    Ok(out)
 }
 
 /// Parses `0100007F:1F90` (IPv4) or a 32-hex-digit IPv6 address with port. The
@@ -169,6 +233,21 @@ mod tests {
         let b: SocketAddr = "66.35.250.204:80".parse().unwrap();
         assert_eq!(community_id(a, b, 6), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
         assert_eq!(community_id(b, a, 6), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=");
+    }
+
+    #[test]
+    fn lists_established_connections_by_descriptor() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        use std::os::fd::AsRawFd;
+        let mine = established_tcp(std::process::id()).expect("own sockets");
+        assert!(mine.contains(&(client.as_raw_fd(), listener.local_addr().unwrap())));
+        assert!(mine.contains(&(server.as_raw_fd(), client.local_addr().unwrap())));
+        // The listening socket is not established.
+        assert!(!mine.iter().any(|(fd, _)| *fd == listener.as_raw_fd()));
+        assert_eq!(socket_inode("socket:[4242]"), Some(4242));
+        assert_eq!(socket_inode("pipe:[4242]"), None);
     }
 
     #[test]

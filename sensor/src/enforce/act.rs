@@ -84,43 +84,6 @@ pub fn shutdown_socket(pid: u32, fd: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// A TCP socket of a process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcSocket {
-    /// Descriptor in the process.
-    pub fd: i32,
-    /// Remote address.
-    pub remote: std::net::SocketAddr,
-}
-
-/// The process's established TCP sockets to one of `ports`.
-pub fn established_sockets(pid: u32, ports: &[u16]) -> io::Result<Vec<ProcSocket>> {
-    let proc = procfs::process::Process::new(pid as i32).map_err(io::Error::other)?;
-    let mut by_inode = std::collections::HashMap::new();
-    for fd in proc.fd().map_err(io::Error::other)?.flatten() {
-        if let procfs::process::FDTarget::Socket(inode) = fd.target {
-            by_inode.insert(inode, fd.fd);
-        }
-    }
-    let mut out = Vec::new();
-    let tables = [proc.tcp(), proc.tcp6()];
-    for entry in tables.into_iter().flatten().flatten() {
-        if entry.state != procfs::net::TcpState::Established
-            || !ports.contains(&entry.remote_address.port())
-        {
-            continue;
-        }
-        if let Some(&fd) = by_inode.get(&entry.inode) {
-            out.push(ProcSocket {
-                fd,
-                remote: entry.remote_address,
-            });
-        }
-    }
-    out.sort_by_key(|s| s.fd);
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,12 +107,6 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         let client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let (mut server, _) = listener.accept().expect("accept");
-        let socks = match established_sockets(std::process::id(), &[port]) {
-            Ok(s) => s,
-            Err(e) => panic!("listing sockets: {e}"),
-        };
-        assert_eq!(socks.len(), 1, "{socks:?}");
-        assert_eq!(socks[0].fd, client.as_raw_fd());
         match shutdown_socket(std::process::id(), client.as_raw_fd()) {
             Ok(()) => {}
             // Containers without ptrace rights over ourselves.

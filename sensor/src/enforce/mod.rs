@@ -766,11 +766,13 @@ impl Enforcer {
                     .filter(|((p, c), _)| *p == h.pid && *c != h.conn)
                     .filter_map(|(_, s)| s.fd)
                     .collect();
-                act::established_sockets(h.pid, &self.tls_ports)
+                crate::conn::established_tcp(h.pid)
                     .map_err(|e| format!("listing the process's sockets: {e}"))?
                     .into_iter()
-                    .map(|s| s.fd)
-                    .filter(|fd| !others.contains(fd))
+                    .filter(|(fd, remote)| {
+                        self.tls_ports.contains(&remote.port()) && !others.contains(fd)
+                    })
+                    .map(|(fd, _)| fd)
                     .collect()
             }
         };
