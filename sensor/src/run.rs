@@ -454,15 +454,19 @@ impl Pipeline {
         self.flush_lines().await;
     }
 
-    /// Decides on the batch's held writes, then continues their processes.
-    fn holds(&mut self, capture: &mut Capture, reasm: &Reassembler, lifecycle: &[Lifecycle]) {
-        // A held process may have exec'd (and changed user) in this batch: what
-        // the cache knows of it is stale.
+    /// Drops the cached context of every process that exec'd in the batch,
+    /// once, before anything of the batch reads it (a held process may have
+    /// exec'd, and changed user, just before its write).
+    fn forget_exec_contexts(&mut self, lifecycle: &[Lifecycle]) {
         for l in lifecycle {
             if let Lifecycle::Exec(pid, _) = l {
                 self.ctx.processes.exec(*pid);
             }
         }
+    }
+
+    /// Decides on the batch's held writes, then continues their processes.
+    fn holds(&mut self, capture: &mut Capture, reasm: &Reassembler, lifecycle: &[Lifecycle]) {
         for l in lifecycle {
             let Lifecycle::Hold(h) = l else { continue };
             let ctx = &mut self.ctx;
@@ -984,6 +988,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
             }
         }
         // Held writes first: their processes are stopped until decided.
+        p.forget_exec_contexts(&lifecycle);
         p.holds(&mut capture, &reasm, &lifecycle);
         p.ctx.enforcer.heartbeat();
         // New programs next: a short-lived process may be gone by the time the
@@ -994,8 +999,8 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 // The context first: a short-lived process is soon gone, and
                 // every event of it needs its context. A new program is then
                 // inspected and attached (by path when it is already gone), so
-                // that its later calls, and its next runs, are captured.
-                p.ctx.processes.exec(pid);
+                // that its later calls, and its next runs, are captured. (Its
+                // stale context was dropped above.)
                 let context = p.ctx.processes.get(pid);
                 if let Some(map) = capture.holds() {
                     map.judge(pid, p.ctx.enforcer.judge(pid, context.as_deref(), None));
@@ -1032,6 +1037,7 @@ pub async fn run(cfg: Config, reload: Reload) -> anyhow::Result<()> {
                 &mut lifecycle,
             )
         });
+        p.forget_exec_contexts(&lifecycle);
         p.holds(&mut capture, &reasm, &lifecycle);
         for m in msgs.drain(..) {
             p.message(&capture, m).await;
