@@ -65,14 +65,7 @@ pub fn test_examples(set: &RuleSet) -> Vec<ExampleResult> {
         };
         for (i, ex) in rule.examples.iter().enumerate() {
             let api = ex.api.unwrap_or(crate::llm::Api::AnthropicMessages);
-            let endpoint = crate::llm::Endpoint {
-                provider: "example".into(),
-                provider_name: "Example".into(),
-                api,
-                model_from_path: None,
-                self_hosted: false,
-                streaming: false,
-            };
+            let endpoint = crate::llm::Endpoint::example(api);
             let result = match crate::llm::parse_request(&endpoint, ex.body.as_bytes()) {
                 Ok(req) => {
                     let request = Request {

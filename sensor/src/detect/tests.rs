@@ -429,14 +429,7 @@ fn new_fields_inside_documents_count_in_metadata_not_in_the_conversation() {
 
 /// Parses a body of `api` as the sensor does.
 fn parts_of(api: crate::llm::Api, body: &str) -> Vec<TextPart> {
-    let endpoint = crate::llm::Endpoint {
-        provider: "example".into(),
-        provider_name: "Example".into(),
-        api,
-        model_from_path: None,
-        self_hosted: false,
-        streaming: false,
-    };
+    let endpoint = crate::llm::Endpoint::example(api);
     crate::llm::parse_request(&endpoint, body.as_bytes())
         .expect("a valid body")
         .parts

@@ -115,6 +115,21 @@ pub struct Endpoint {
     pub streaming: bool,
 }
 
+impl Endpoint {
+    /// An endpoint of shape `api` of the placeholder provider `example`: what a
+    /// rule's examples (and tests) parse their bodies as.
+    pub fn example(api: Api) -> Self {
+        Self {
+            provider: "example".into(),
+            provider_name: "Example".into(),
+            api,
+            model_from_path: None,
+            self_hosted: false,
+            streaming: false,
+        }
+    }
+}
+
 /// What a request body says, normalised: the model, whether it streams, and
 /// every piece of text in document order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
